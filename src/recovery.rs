@@ -1,0 +1,478 @@
+//! Opening a log directory: find the segments, trust what the checkpoint
+//! vouches for, scan the rest, cut a torn tail, rebuild damaged indexes.
+//!
+//! - After a clean close (the checkpoint's clean flag, a trimmed active
+//!   segment, and its intact index files agree), nothing is scanned: the
+//!   cost does not grow with the log.
+//! - After a crash, segments before the recovery point are trusted (their
+//!   batches are checked when first read, and damage is reported then as
+//!   `Error::Corrupt`); from the recovery point on, every batch is checked,
+//!   and the log is cut at the first one that fails (a torn tail). Later
+//!   segments are deleted. What was cut is reported in [`RecoveryReport`].
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+use crate::format::{BatchHeader, SEGMENT_HEADER_BYTES, decode_segment_header};
+use crate::fsutil::{preallocate, sync_dir};
+use crate::index::{IndexBuilder, SparseIndex, capacity_for};
+use crate::index_file::{self, SegmentSummary};
+use crate::mmap::MappedFile;
+use crate::options::Options;
+use crate::segment::{ActiveTail, Segment, SegmentWriter, scan};
+use crate::sync::SyncedTo;
+
+/// What opening the log found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// The log was closed cleanly and opened without scanning.
+    pub clean_shutdown: bool,
+    /// Segments whose batches were scanned and checked.
+    pub segments_scanned: usize,
+    /// Bytes of batches scanned and checked.
+    pub bytes_scanned: u64,
+    /// Offset at which a torn or damaged tail was cut, if one was.
+    pub truncated_at: Option<u64>,
+    /// Non-zero bytes discarded past the cut (the torn batch and anything
+    /// after it, deleted later segments included).
+    pub bytes_truncated: u64,
+    /// Segments deleted because they lay past the cut.
+    pub segments_deleted: usize,
+    /// Segments whose index files were missing, damaged or stale and were
+    /// rebuilt by scanning.
+    pub indexes_rebuilt: usize,
+}
+
+/// A recovered log, ready to serve.
+pub(crate) struct Recovered {
+    pub sealed: Vec<Arc<Segment>>,
+    pub active: Arc<Segment>,
+    pub writer: SegmentWriter,
+    pub leader_epoch: u64,
+    pub synced: SyncedTo,
+    pub report: RecoveryReport,
+}
+
+/// One segment file found in the directory.
+struct Found {
+    base: u64,
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+/// Opens the log in `dir` (which the caller has locked).
+pub(crate) fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
+    let mut found = list_segments(dir)?;
+    let checkpoint = Checkpoint::read(dir)?;
+    if found.is_empty() {
+        if checkpoint.is_some() {
+            return Err(Error::corrupt(dir, 0, "checkpoint present but no segment files"));
+        }
+        return create_empty(dir, options);
+    }
+    let mut report = RecoveryReport::default();
+    let rp = recovery_point(dir, &found, checkpoint)?;
+    let rp_index = found
+        .iter()
+        .position(|f| f.base == rp.segment_base)
+        .expect("checked by recovery_point");
+
+    let mut sealed = Vec::new();
+    let next_bases: Vec<u64> = found.iter().skip(1).map(|f| f.base).collect();
+    let trusted: Vec<Found> = found.drain(..rp_index).collect();
+    for (i, segment) in trusted.into_iter().enumerate() {
+        sealed.push(open_trusted(dir, segment, next_bases[i], options, &mut report)?);
+    }
+
+    let clean = checkpoint.filter(|c| c.clean);
+    if let Some(tail) = clean.and_then(|c| clean_tail(dir, &found, &c, options)) {
+        report.clean_shutdown = true;
+        let last = found.pop().expect("clean_tail checked there is one segment");
+        return finish(dir, options, sealed, last, tail, rp.leader_epoch, report);
+    }
+
+    // Crash path: check every batch from the recovery point on.
+    let mut position = rp.position;
+    let mut expected = rp.next_offset;
+    let mut epoch = rp.leader_epoch;
+    let mut segments = found.into_iter().peekable();
+    loop {
+        let segment = segments.next().expect("loop ends at the last segment");
+        let limit = segments.peek().map(|next| next.base);
+        let scanned = scan_tail(&segment, position, expected, limit, options, &mut report)?;
+        epoch = epoch.max(scanned.last_epoch);
+        if let Some(limit) = limit.filter(|&limit| scanned.next_offset == limit) {
+            sealed.push(seal_scanned(dir, segment, &scanned, options)?);
+            position = SEGMENT_HEADER_BYTES as u64;
+            expected = limit;
+            continue;
+        }
+        // The tail ends inside this segment: it becomes the active one, and
+        // anything after it was never acknowledged as part of the log.
+        let cut_here = scanned.damaged || limit.is_some() || scanned.nonzero_after > 0;
+        if cut_here {
+            report.truncated_at = Some(scanned.next_offset);
+            report.bytes_truncated += scanned.nonzero_after;
+        }
+        for later in segments {
+            report.bytes_truncated += later.len;
+            report.segments_deleted += 1;
+            remove_segment(dir, &later)?;
+        }
+        segment
+            .file
+            .set_len(scanned.tail.end_position)
+            .map_err(|e| Error::io("truncate segment", &segment.path, e))?;
+        return finish(dir, options, sealed, segment, scanned.tail, epoch, report);
+    }
+}
+
+/// Creates the first segment of a new log.
+fn create_empty(dir: &Path, options: &Options) -> Result<Recovered> {
+    let (active, writer) = Segment::create(dir, 0, options.segment_bytes, options.index_interval_bytes, &[])?;
+    let synced = SyncedTo {
+        offset: 0,
+        segment_base: 0,
+        position: writer.position(),
+    };
+    write_open_checkpoint(dir, &synced, 0)?;
+    Ok(Recovered {
+        sealed: Vec::new(),
+        active,
+        writer,
+        leader_epoch: 0,
+        synced,
+        report: RecoveryReport::default(),
+    })
+}
+
+/// Lists `NNNNNNNNNNNNNNNNNNNN.log` files in offset order, checking each
+/// header. Removes leftover temporary files and orphan index files.
+fn list_segments(dir: &Path) -> Result<Vec<Found>> {
+    let entries = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    let mut logs = BTreeMap::new();
+    let mut indexes = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+            continue;
+        }
+        let Some((stem, extension)) = name.split_once('.') else {
+            continue;
+        };
+        let Some(base) = parse_base(stem) else { continue };
+        match extension {
+            "log" => {
+                logs.insert(base, entry.path());
+            }
+            "index" | "timeindex" => indexes.push(base),
+            _ => {}
+        }
+    }
+    for base in indexes {
+        if !logs.contains_key(&base) {
+            index_file::remove(dir, base)?;
+        }
+    }
+    logs.into_iter().map(|(base, path)| open_found(base, path)).collect()
+}
+
+/// A 20-digit decimal file stem, as the log writes them.
+fn parse_base(stem: &str) -> Option<u64> {
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
+}
+
+fn open_found(base: u64, path: PathBuf) -> Result<Found> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("open segment", &path, e))?;
+    let len = file.metadata().map_err(|e| Error::io("stat segment", &path, e))?.len();
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    if len < SEGMENT_HEADER_BYTES as u64 {
+        return Err(Error::corrupt(&path, 0, "segment file shorter than its header"));
+    }
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0)
+        .map_err(|e| Error::io("read segment header", &path, e))?;
+    match decode_segment_header(&header) {
+        Ok(found) if found == base => Ok(Found { base, path, file, len }),
+        Ok(_) => Err(Error::corrupt(
+            &path,
+            16,
+            "segment header base offset differs from the file name",
+        )),
+        Err(reason) => Err(Error::corrupt(&path, 0, reason)),
+    }
+}
+
+/// The point up to which data is vouched for: the checkpoint's, or the start
+/// of the first segment when there is no checkpoint.
+fn recovery_point(dir: &Path, found: &[Found], checkpoint: Option<Checkpoint>) -> Result<Checkpoint> {
+    let Some(checkpoint) = checkpoint else {
+        let first = &found[0];
+        return Ok(Checkpoint {
+            clean: false,
+            segment_base: first.base,
+            position: SEGMENT_HEADER_BYTES as u64,
+            next_offset: first.base,
+            leader_epoch: 0,
+        });
+    };
+    let holder = found.iter().find(|f| f.base == checkpoint.segment_base);
+    match holder {
+        Some(f)
+            if checkpoint.position >= SEGMENT_HEADER_BYTES as u64
+                && checkpoint.position <= f.len
+                && checkpoint.next_offset >= f.base =>
+        {
+            Ok(checkpoint)
+        }
+        _ => Err(Error::corrupt(
+            dir.join(crate::checkpoint::FILE_NAME),
+            16,
+            "recovery point lies outside the segment files",
+        )),
+    }
+}
+
+/// Opens a sealed segment before the recovery point. Its end comes from its
+/// index header, or from a scan when that is missing or stale. Damage is
+/// left in place, to be reported when read.
+fn open_trusted(
+    dir: &Path,
+    segment: Found,
+    next_base: u64,
+    options: &Options,
+    report: &mut RecoveryReport,
+) -> Result<Arc<Segment>> {
+    let summary = index_file::read_summary(dir, segment.base).filter(|s| {
+        s.next_offset == next_base && s.end_position <= segment.len && s.end_position >= SEGMENT_HEADER_BYTES as u64
+    });
+    let summary = match summary {
+        Some(summary) => summary,
+        None => {
+            report.indexes_rebuilt += 1;
+            summarize_by_scan(&segment, next_base)?
+        }
+    };
+    if summary.end_position < segment.len {
+        // Bytes past the end were cut by a truncation while readers could
+        // still see them; no mapping exists yet, so they can go now.
+        segment
+            .file
+            .set_len(summary.end_position)
+            .map_err(|e| Error::io("trim segment", &segment.path, e))?;
+        segment
+            .file
+            .sync_data()
+            .map_err(|e| Error::io("fsync segment", &segment.path, e))?;
+    }
+    Segment::open_sealed(dir, segment.file, &summary, options.index_interval_bytes)
+}
+
+fn summarize_by_scan(segment: &Found, next_base: u64) -> Result<SegmentSummary> {
+    let map = MappedFile::map(&segment.file, &segment.path, segment.len, segment.len)?;
+    let data = map.view(0..segment.len).expect("whole file is frozen");
+    let scanned = scan(
+        data,
+        SEGMENT_HEADER_BYTES as u64,
+        segment.base,
+        Some(next_base),
+        |_, _| {},
+    );
+    let reached_next = scanned.damage.is_none() && scanned.next_offset == next_base;
+    Ok(SegmentSummary {
+        base_offset: segment.base,
+        // Damaged: keep every byte, so reads reach the damage and report it.
+        end_position: if reached_next { scanned.position } else { segment.len },
+        next_offset: next_base,
+        max_timestamp_ms: if reached_next {
+            scanned.max_timestamp_ms
+        } else {
+            i64::MAX
+        },
+        last_epoch: scanned.last_epoch.unwrap_or(0),
+    })
+}
+
+/// The active segment's state from its index files, when the checkpoint
+/// says the log was closed cleanly and the files agree.
+fn clean_tail(dir: &Path, found: &[Found], checkpoint: &Checkpoint, options: &Options) -> Option<ActiveTail> {
+    let last = found.last()?;
+    if found.len() != 1 || last.base != checkpoint.segment_base || last.len != checkpoint.position {
+        return None;
+    }
+    let summary = index_file::read_summary(dir, last.base)?;
+    if summary.end_position != checkpoint.position || summary.next_offset != checkpoint.next_offset {
+        return None;
+    }
+    let entries = index_file::read(dir, &summary)?;
+    let capacity = options.segment_bytes.max(summary.end_position);
+    let index = SparseIndex::with_capacity(entries.len() + capacity_for(capacity, options.index_interval_bytes));
+    for entry in &entries {
+        index.push(*entry);
+    }
+    let since_entry = entries.last().map_or(options.index_interval_bytes as u64, |e| {
+        summary.end_position - e.position as u64
+    });
+    Some(ActiveTail {
+        end_position: summary.end_position,
+        next_offset: summary.next_offset,
+        last_epoch: summary.last_epoch,
+        index,
+        builder: IndexBuilder::resume(options.index_interval_bytes, since_entry, summary.max_timestamp_ms),
+    })
+}
+
+/// The result of scanning one segment from the recovery point on.
+struct TailScan {
+    tail: ActiveTail,
+    next_offset: u64,
+    last_epoch: u64,
+    max_timestamp_ms: i64,
+    damaged: bool,
+    /// Non-zero bytes past the last valid batch.
+    nonzero_after: u64,
+}
+
+/// Rebuilds a segment's index from its start and checks every batch from
+/// `position` (the recovery point, or the segment header) on.
+fn scan_tail(
+    segment: &Found,
+    position: u64,
+    expected: u64,
+    limit: Option<u64>,
+    options: &Options,
+    report: &mut RecoveryReport,
+) -> Result<TailScan> {
+    let map = MappedFile::map(&segment.file, &segment.path, segment.len, segment.len)?;
+    let data = map.view(0..segment.len).expect("whole file is frozen");
+    let capacity = options.segment_bytes.max(segment.len);
+    let index = SparseIndex::with_capacity(capacity_for(capacity, options.index_interval_bytes));
+    let mut builder = IndexBuilder::new(options.index_interval_bytes);
+    // Index the trusted part before the recovery point by walking headers.
+    let mut walk = SEGMENT_HEADER_BYTES as u64;
+    let mut walk_offset = segment.base;
+    while walk < position {
+        let Ok(header) = BatchHeader::decode(&data[walk as usize..]) else {
+            break;
+        };
+        if header.base_offset != walk_offset || walk + header.batch_len as u64 > position {
+            break;
+        }
+        builder.observe(&index, segment.base, walk, &header);
+        walk += header.batch_len as u64;
+        walk_offset = header.next_offset();
+    }
+    let scanned = scan(data, position, expected, limit, |at, header| {
+        builder.observe(&index, segment.base, at, header)
+    });
+    report.segments_scanned += 1;
+    report.bytes_scanned += scanned.position - position;
+    let nonzero_after = data[scanned.position as usize..]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1);
+    let last_epoch = scanned.last_epoch.unwrap_or(0);
+    Ok(TailScan {
+        next_offset: scanned.next_offset,
+        last_epoch,
+        max_timestamp_ms: builder.max_timestamp_ms,
+        damaged: scanned.damage.is_some(),
+        nonzero_after,
+        tail: ActiveTail {
+            end_position: scanned.position,
+            next_offset: scanned.next_offset,
+            last_epoch,
+            index,
+            builder,
+        },
+    })
+}
+
+/// A scanned segment that ends exactly where the next begins: trim, write
+/// its index files, open it sealed.
+fn seal_scanned(dir: &Path, segment: Found, scanned: &TailScan, options: &Options) -> Result<Arc<Segment>> {
+    let summary = SegmentSummary {
+        base_offset: segment.base,
+        end_position: scanned.tail.end_position,
+        next_offset: scanned.next_offset,
+        max_timestamp_ms: scanned.max_timestamp_ms,
+        last_epoch: scanned.last_epoch,
+    };
+    if segment.len > summary.end_position {
+        segment
+            .file
+            .set_len(summary.end_position)
+            .map_err(|e| Error::io("trim segment", &segment.path, e))?;
+    }
+    segment
+        .file
+        .sync_data()
+        .map_err(|e| Error::io("fsync segment", &segment.path, e))?;
+    index_file::write(dir, &summary, &scanned.tail.index.entries())?;
+    Segment::open_sealed(dir, segment.file, &summary, options.index_interval_bytes)
+}
+
+fn remove_segment(dir: &Path, segment: &Found) -> Result<()> {
+    fs::remove_file(&segment.path).map_err(|e| Error::io("remove segment", &segment.path, e))?;
+    index_file::remove(dir, segment.base)
+}
+
+/// Preallocates and maps the active segment, syncs what recovery kept, and
+/// records the new recovery point.
+fn finish(
+    dir: &Path,
+    options: &Options,
+    sealed: Vec<Arc<Segment>>,
+    last: Found,
+    tail: ActiveTail,
+    leader_epoch: u64,
+    report: RecoveryReport,
+) -> Result<Recovered> {
+    let capacity = options.segment_bytes.max(tail.end_position);
+    preallocate(&last.file, &last.path, capacity)?;
+    last.file
+        .sync_data()
+        .map_err(|e| Error::io("fsync segment", &last.path, e))?;
+    sync_dir(dir)?;
+    let leader_epoch = leader_epoch.max(tail.last_epoch);
+    let synced = SyncedTo {
+        offset: tail.next_offset,
+        segment_base: last.base,
+        position: tail.end_position,
+    };
+    let (active, writer) =
+        Segment::open_active(dir, last.base, last.file, capacity, options.index_interval_bytes, tail)?;
+    write_open_checkpoint(dir, &synced, leader_epoch)?;
+    Ok(Recovered {
+        sealed,
+        active,
+        writer,
+        leader_epoch,
+        synced,
+        report,
+    })
+}
+
+/// The checkpoint of an open log: not clean, recovery point at `synced`.
+pub(crate) fn write_open_checkpoint(dir: &Path, synced: &SyncedTo, leader_epoch: u64) -> Result<()> {
+    Checkpoint {
+        clean: false,
+        segment_base: synced.segment_base,
+        position: synced.position,
+        next_offset: synced.offset,
+        leader_epoch,
+    }
+    .write(dir)
+}
