@@ -418,15 +418,29 @@ impl Log {
         self.close_inner()
     }
 
-    fn close_inner(&mut self) -> Result<()> {
-        if std::mem::replace(&mut self.closed, true) {
-            return Ok(());
-        }
+    /// Drops the handle the way a killed process would: no final sync, no
+    /// trim, no clean-shutdown checkpoint, so the next open runs crash
+    /// recovery. (The page cache survives, as it does when a process dies.)
+    /// For tests and benchmarks of recovery.
+    #[doc(hidden)]
+    pub fn simulate_crash(mut self) {
+        self.closed = true;
+        self.stop_background();
+    }
+
+    fn stop_background(&mut self) {
         *self.shared.stop.0.lock() = true;
         self.shared.stop.1.notify_all();
         if let Some(thread) = self.interval_sync.take() {
             let _ = thread.join();
         }
+    }
+
+    fn close_inner(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.closed, true) {
+            return Ok(());
+        }
+        self.stop_background();
         let writer = self.shared.writer.lock();
         self.shared.prefaulter.retarget(None, 0);
         self.shared.group.check()?;
