@@ -379,10 +379,7 @@ fn scan_tail(
     });
     report.segments_scanned += 1;
     report.bytes_scanned += scanned.position - position;
-    let nonzero_after = data[scanned.position as usize..]
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(0, |i| i as u64 + 1);
+    let nonzero_after = nonzero_bytes_after(&segment.file, data, scanned.position);
     let last_epoch = scanned.last_epoch.unwrap_or(0);
     Ok(TailScan {
         next_offset: scanned.next_offset,
@@ -398,6 +395,38 @@ fn scan_tail(
             builder,
         },
     })
+}
+
+/// How far past `from` the last non-zero byte of `data` lies (0 if none).
+/// Skips ranges the file system reports as holes or never-written extents
+/// (`SEEK_DATA`/`SEEK_HOLE`), so a mostly preallocated segment is cheap.
+fn nonzero_bytes_after(file: &File, data: &[u8], from: u64) -> u64 {
+    use rustix::fs::{SeekFrom, seek};
+    let len = data.len() as u64;
+    let last_nonzero = |start: u64, end: u64| {
+        data[start as usize..end as usize]
+            .iter()
+            .rposition(|&b| b != 0)
+            .map(|i| start + i as u64 + 1)
+    };
+    let mut last = None;
+    let mut position = from;
+    while position < len {
+        let data_start = match seek(file, SeekFrom::Data(position)) {
+            Ok(start) => start.min(len),
+            Err(rustix::io::Errno::NXIO) => break, // nothing but holes past `position`
+            Err(_) => position,                    // no SEEK_DATA here: look at every byte
+        };
+        let data_end = seek(file, SeekFrom::Hole(data_start))
+            .unwrap_or(len)
+            .clamp(data_start, len);
+        if data_start == data_end {
+            break;
+        }
+        last = last_nonzero(data_start, data_end).or(last);
+        position = data_end;
+    }
+    last.map_or(0, |end| end - from)
 }
 
 /// A scanned segment that ends exactly where the next begins: trim, write
@@ -475,4 +504,31 @@ pub(crate) fn write_open_checkpoint(dir: &Path, synced: &SyncedTo, leader_epoch:
         leader_epoch,
     }
     .write(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn nonzero_bytes_are_found_past_holes_and_preallocated_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        preallocate(&file, &path, 8 << 20).unwrap();
+        let map = MappedFile::map(&file, &path, 8 << 20, 8 << 20).unwrap();
+        let data = map.view(0..8 << 20).unwrap();
+        assert_eq!(nonzero_bytes_after(&file, data, 100), 0);
+        file.write_all_at(b"x", 3 << 20).unwrap();
+        file.write_all_at(b"yz", 6 << 20).unwrap();
+        assert_eq!(nonzero_bytes_after(&file, data, 100), (6 << 20) + 2 - 100);
+        assert_eq!(nonzero_bytes_after(&file, data, (6 << 20) + 2), 0);
+    }
 }
