@@ -254,8 +254,8 @@ impl Log {
     /// is now. Records appended later are not included; a truncation or
     /// retention that happens meanwhile does not disturb the iteration.
     ///
-    /// An offset outside the log yields one `Err(OffsetOutOfRange)`, as does
-    /// `from == next_offset()` not (that is an empty iteration).
+    /// `from == next_offset()` gives an empty iteration; an offset outside
+    /// `start_offset()..=next_offset()` yields one `Err(OffsetOutOfRange)`.
     pub fn iter(&self, from: u64) -> Iter {
         let end = self.shared.next_offset.load(Ordering::Acquire);
         let segments = self.shared.snapshot();
