@@ -21,6 +21,9 @@ use crate::recovery::{self, RecoveryReport, write_open_checkpoint};
 use crate::segment::{Segment, SegmentWriter};
 use crate::sync::{GroupCommit, SyncedTo};
 
+/// Least time between two recovery-point writes from the sync path.
+const RECOVERY_POINT_INTERVAL_MS: i64 = 1000;
+
 /// Name of the lock file inside a log directory.
 const LOCK_FILE: &str = "LOCK";
 
@@ -60,7 +63,15 @@ struct Shared {
     segments: RwLock<SegmentList>,
     next_offset: AtomicU64,
     start_offset: AtomicU64,
+    /// Epoch stamped on new batches; changed only under the writer lock.
+    leader_epoch: AtomicU64,
     group: GroupCommit,
+    /// The recovery point last written to the checkpoint. Held by whoever
+    /// writes the checkpoint, so writes are ordered; truncation holds it
+    /// throughout, so no recovery point beyond a cut is ever written.
+    recovery_point: Mutex<SyncedTo>,
+    /// When `recovery_point` was last written, ms since the Unix epoch.
+    recovery_point_written_ms: std::sync::atomic::AtomicI64,
     tail: Tail,
     prefaulter: Prefaulter,
     report: RecoveryReport,
@@ -70,7 +81,6 @@ struct Shared {
 /// State only the (single) appender touches, under `Shared::writer`.
 struct Writer {
     active: SegmentWriter,
-    leader_epoch: u64,
     prefault_requested_to: u64,
 }
 
@@ -119,13 +129,15 @@ impl Log {
             _lock: lock,
             writer: Mutex::new(Writer {
                 active: recovered.writer,
-                leader_epoch: recovered.leader_epoch,
                 prefault_requested_to: 0,
             }),
             segments: RwLock::new(Arc::new(segments)),
             next_offset: AtomicU64::new(next_offset),
             start_offset: AtomicU64::new(start_offset),
+            leader_epoch: AtomicU64::new(recovered.leader_epoch),
             group: GroupCommit::new(recovered.synced),
+            recovery_point: Mutex::new(recovered.synced),
+            recovery_point_written_ms: std::sync::atomic::AtomicI64::new(now_ms()),
             tail: Tail::default(),
             prefaulter,
             report: recovered.report,
@@ -196,7 +208,7 @@ impl Log {
             if writer.active.remaining() < batch_bytes {
                 self.shared.roll(&mut writer)?;
             }
-            let epoch = writer.leader_epoch;
+            let epoch = self.shared.leader_epoch.load(Ordering::Relaxed);
             let header = writer.active.append(records, epoch, now);
             self.shared.next_offset.store(header.next_offset(), Ordering::SeqCst);
             self.shared.prefault_ahead(&mut writer);
@@ -205,6 +217,7 @@ impl Log {
         self.shared.tail.notify();
         if self.shared.options.sync == SyncPolicy::Always {
             self.shared.wait_durable(header.next_offset())?;
+            self.shared.advance_recovery_point(now)?;
         }
         Ok(header.base_offset)
     }
@@ -257,8 +270,10 @@ impl Log {
     /// `from == next_offset()` gives an empty iteration; an offset outside
     /// `start_offset()..=next_offset()` yields one `Err(OffsetOutOfRange)`.
     pub fn iter(&self, from: u64) -> Iter {
-        let end = self.shared.next_offset.load(Ordering::Acquire);
+        // The end comes from the snapshot itself, so a truncation or roll
+        // between the two loads cannot leave offsets the snapshot lacks.
         let segments = self.shared.snapshot();
+        let end = segments.last().expect("a log always has a segment").next_offset();
         let start = segments[0].base_offset().max(self.start_offset());
         if from < start || from > end {
             return Iter::failed(self.out_of_range(from));
@@ -284,7 +299,8 @@ impl Log {
     /// one fails (which poisons the log).
     pub fn sync(&self) -> Result<()> {
         self.shared.group.check()?;
-        self.shared.wait_durable(self.next_offset())
+        self.shared.wait_durable(self.next_offset())?;
+        self.shared.advance_recovery_point(now_ms())
     }
 
     /// Removes every record at or after `offset`; `next_offset()` becomes
@@ -375,7 +391,7 @@ impl Log {
 
     /// The leader epoch stamped on new batches.
     pub fn leader_epoch(&self) -> u64 {
-        self.shared.writer.lock().leader_epoch
+        self.shared.leader_epoch.load(Ordering::Acquire)
     }
 
     /// Sets the leader epoch stamped on batches appended from now on.
@@ -384,14 +400,12 @@ impl Log {
     ///
     /// [`Error::StaleEpoch`] if `epoch` is below the current one.
     pub fn set_leader_epoch(&self, epoch: u64) -> Result<()> {
-        let mut writer = self.shared.writer.lock();
-        if epoch < writer.leader_epoch {
-            return Err(Error::StaleEpoch {
-                given: epoch,
-                current: writer.leader_epoch,
-            });
+        let _writer = self.shared.writer.lock();
+        let current = self.leader_epoch();
+        if epoch < current {
+            return Err(Error::StaleEpoch { given: epoch, current });
         }
-        writer.leader_epoch = epoch;
+        self.shared.leader_epoch.store(epoch, Ordering::Release);
         Ok(())
     }
 
@@ -510,7 +524,9 @@ fn spawn_interval_sync(shared: Arc<Shared>, period: Duration) -> JoinHandle<()> 
                     continue;
                 }
                 drop(stopped);
-                let _ = shared.wait_durable(shared.next_offset.load(Ordering::Acquire));
+                if shared.wait_durable(shared.next_offset.load(Ordering::Acquire)).is_ok() {
+                    let _ = shared.advance_recovery_point(now_ms());
+                }
                 stopped = stop.lock();
             }
         })
@@ -532,25 +548,55 @@ impl Shared {
         self.group.wait_durable(target, |from| self.flush_from(from))
     }
 
-    /// Flushes every segment from `from` on; returns how far that covers.
+    /// Flushes the segments from `from` on. Sealed segments were synced
+    /// when sealed, so this makes every offset below the last one's tail
+    /// durable. The result pairs a position with the offset found there, so
+    /// it can serve as a recovery point.
     fn flush_from(&self, from: SyncedTo) -> Result<SyncedTo> {
-        let covered = self.next_offset.load(Ordering::Acquire);
-        let mut synced = SyncedTo {
-            offset: covered,
-            ..from
-        };
+        let mut synced = from;
         for segment in self.snapshot().iter().filter(|s| s.base_offset() >= from.segment_base) {
             let start = if segment.base_offset() == from.segment_base {
                 from.position
             } else {
                 0
             };
-            let end = segment.end_position();
-            segment.mapping().flush(start..end)?;
-            synced.segment_base = segment.base_offset();
-            synced.position = end;
+            let tail = segment.tail();
+            segment.mapping().flush(start..tail.end_position)?;
+            synced = SyncedTo {
+                offset: tail.next_offset,
+                segment_base: segment.base_offset(),
+                position: tail.end_position,
+            };
         }
         Ok(synced)
+    }
+
+    /// Persists the durable point as the recovery point, at most once per
+    /// [`RECOVERY_POINT_INTERVAL_MS`], so a crash re-scans little and damage
+    /// in data that was synced is reported rather than cut. Skips the write
+    /// when another thread is writing the checkpoint.
+    fn advance_recovery_point(&self, now_ms: i64) -> Result<()> {
+        let last = self.recovery_point_written_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < RECOVERY_POINT_INTERVAL_MS {
+            return Ok(());
+        }
+        let Some(mut written) = self.recovery_point.try_lock() else {
+            return Ok(());
+        };
+        let synced = self.group.synced();
+        if (synced.segment_base, synced.position) <= (written.segment_base, written.position) {
+            return Ok(());
+        }
+        self.write_recovery_point(&mut written, synced)
+            .inspect_err(|_| self.group.poison())
+    }
+
+    /// Writes `point` as the recovery point (the caller holds the lock).
+    fn write_recovery_point(&self, written: &mut SyncedTo, point: SyncedTo) -> Result<()> {
+        write_open_checkpoint(&self.dir, &point, self.leader_epoch.load(Ordering::Acquire))?;
+        *written = point;
+        self.recovery_point_written_ms.store(now_ms(), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Keeps pages ahead of the write position pre-faulted.
@@ -586,7 +632,7 @@ impl Shared {
                 segment_base: next,
                 position: SEGMENT_HEADER_BYTES as u64,
             };
-            write_open_checkpoint(&self.dir, &recovery_point, writer.leader_epoch)
+            self.write_recovery_point(&mut self.recovery_point.lock(), recovery_point)
         })();
         if let Err(e) = result {
             self.group.poison();
@@ -653,6 +699,7 @@ impl Shared {
             Vec::new()
         };
         self.prefaulter.retarget(None, 0);
+        let mut written = self.recovery_point.lock();
 
         // 1. Make what is kept durable and move the recovery point below the cut.
         let keeps_holder = holder.base_offset() < cut_base;
@@ -677,7 +724,7 @@ impl Shared {
                 position: SEGMENT_HEADER_BYTES as u64,
             }
         };
-        write_open_checkpoint(&self.dir, &recovery_point, writer.leader_epoch)?;
+        self.write_recovery_point(&mut written, recovery_point)?;
         // 2. Delete later segments, newest first.
         for segment in segments[holder_index + 1..].iter().rev() {
             segment.remove_files()?;
@@ -709,7 +756,7 @@ impl Shared {
             position: writer.active.position(),
         };
         self.group.reset(synced);
-        write_open_checkpoint(&self.dir, &synced, writer.leader_epoch)?;
+        self.write_recovery_point(&mut written, synced)?;
         self.prefaulter
             .retarget(Some(Arc::clone(fresh_segment.mapping())), writer.active.position());
         writer.prefault_requested_to = 0;
@@ -719,13 +766,14 @@ impl Shared {
 
     fn close_locked(&self, writer: &Writer) -> Result<()> {
         let active = writer.active.segment();
+        let _written = self.recovery_point.lock();
         writer.active.seal()?;
         Checkpoint {
             clean: true,
             segment_base: active.base_offset(),
             position: writer.active.position(),
             next_offset: active.next_offset(),
-            leader_epoch: writer.leader_epoch,
+            leader_epoch: self.leader_epoch.load(Ordering::Acquire),
         }
         .write(&self.dir)
     }

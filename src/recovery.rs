@@ -22,7 +22,7 @@ use crate::fsutil::{preallocate, sync_dir};
 use crate::index::{IndexBuilder, SparseIndex, capacity_for};
 use crate::index_file::{self, SegmentSummary};
 use crate::mmap::MappedFile;
-use crate::options::Options;
+use crate::options::{Options, SEGMENT_BYTES_MAX};
 use crate::segment::{ActiveTail, Segment, SegmentWriter, scan};
 use crate::sync::SyncedTo;
 
@@ -96,6 +96,11 @@ pub(crate) fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
         let last = found.pop().expect("clean_tail checked there is one segment");
         return finish(dir, options, sealed, last, tail, rp.leader_epoch, report);
     }
+    if clean.is_some() {
+        // A clean close wrote the active segment's index files; they were
+        // unusable, so the scan below rebuilds that index.
+        report.indexes_rebuilt += 1;
+    }
 
     // Crash path: check every batch from the recovery point on.
     let mut position = rp.position;
@@ -162,7 +167,7 @@ fn list_segments(dir: &Path) -> Result<Vec<Found>> {
         let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(".tmp") {
+        if is_own_temp_file(name) {
             let _ = fs::remove_file(entry.path());
             continue;
         }
@@ -186,6 +191,21 @@ fn list_segments(dir: &Path) -> Result<Vec<Found>> {
     logs.into_iter().map(|(base, path)| open_found(base, path)).collect()
 }
 
+/// A temporary file the log writes and renames (a leftover of a crash):
+/// `checkpoint.tmp`, or `<base>.log.tmp`, `<base>.index.tmp`, `<base>.timeindex.tmp`.
+fn is_own_temp_file(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".tmp") else {
+        return false;
+    };
+    if stem == "checkpoint" {
+        return true;
+    }
+    let Some((base, extension)) = stem.split_once('.') else {
+        return false;
+    };
+    parse_base(base).is_some() && matches!(extension, "log" | "index" | "timeindex")
+}
+
 /// A 20-digit decimal file stem, as the log writes them.
 fn parse_base(stem: &str) -> Option<u64> {
     (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
@@ -201,6 +221,9 @@ fn open_found(base: u64, path: PathBuf) -> Result<Found> {
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     if len < SEGMENT_HEADER_BYTES as u64 {
         return Err(Error::corrupt(&path, 0, "segment file shorter than its header"));
+    }
+    if len > SEGMENT_BYTES_MAX {
+        return Err(Error::corrupt(&path, 0, "segment file larger than a segment can be"));
     }
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0)
         .map_err(|e| Error::io("read segment header", &path, e))?;
@@ -233,7 +256,8 @@ fn recovery_point(dir: &Path, found: &[Found], checkpoint: Option<Checkpoint>) -
         Some(f)
             if checkpoint.position >= SEGMENT_HEADER_BYTES as u64
                 && checkpoint.position <= f.len
-                && checkpoint.next_offset >= f.base =>
+                && checkpoint.next_offset >= f.base
+                && checkpoint.next_offset - f.base <= u32::MAX as u64 =>
         {
             Ok(checkpoint)
         }
@@ -265,18 +289,7 @@ fn open_trusted(
             summarize_by_scan(&segment, next_base)?
         }
     };
-    if summary.end_position < segment.len {
-        // Bytes past the end were cut by a truncation while readers could
-        // still see them; no mapping exists yet, so they can go now.
-        segment
-            .file
-            .set_len(summary.end_position)
-            .map_err(|e| Error::io("trim segment", &segment.path, e))?;
-        segment
-            .file
-            .sync_data()
-            .map_err(|e| Error::io("fsync segment", &segment.path, e))?;
-    }
+    trim_unpublished(&segment, summary.end_position)?;
     Segment::open_sealed(dir, segment.file, &summary, options.index_interval_bytes)
 }
 
@@ -327,6 +340,7 @@ fn clean_tail(dir: &Path, found: &[Found], checkpoint: &Checkpoint, options: &Op
     });
     Some(ActiveTail {
         end_position: summary.end_position,
+        unchecked_end: summary.end_position,
         next_offset: summary.next_offset,
         last_epoch: summary.last_epoch,
         index,
@@ -389,6 +403,7 @@ fn scan_tail(
         nonzero_after,
         tail: ActiveTail {
             end_position: scanned.position,
+            unchecked_end: position,
             next_offset: scanned.next_offset,
             last_epoch,
             index,
@@ -439,18 +454,38 @@ fn seal_scanned(dir: &Path, segment: Found, scanned: &TailScan, options: &Option
         max_timestamp_ms: scanned.max_timestamp_ms,
         last_epoch: scanned.last_epoch,
     };
-    if segment.len > summary.end_position {
-        segment
-            .file
-            .set_len(summary.end_position)
-            .map_err(|e| Error::io("trim segment", &segment.path, e))?;
-    }
+    trim_unpublished(&segment, summary.end_position)?;
     segment
         .file
         .sync_data()
         .map_err(|e| Error::io("fsync segment", &segment.path, e))?;
     index_file::write(dir, &summary, &scanned.tail.index.entries())?;
     Segment::open_sealed(dir, segment.file, &summary, options.index_interval_bytes)
+}
+
+/// Trims a sealed segment's file to `end` if only zeros lie past it
+/// (preallocation never written). Non-zero bytes past the end were cut by a
+/// truncation, and records an earlier handle in this process returned may
+/// still map them: shortening the file under them would make reading them
+/// fault (`mmap` invariant 4), so they stay until the segment is deleted.
+fn trim_unpublished(segment: &Found, end: u64) -> Result<()> {
+    if segment.len <= end {
+        return Ok(());
+    }
+    let map = MappedFile::map(&segment.file, &segment.path, segment.len, segment.len)?;
+    let data = map.view(0..segment.len).expect("whole file is frozen");
+    if nonzero_bytes_after(&segment.file, data, end) > 0 {
+        return Ok(());
+    }
+    drop(map);
+    segment
+        .file
+        .set_len(end)
+        .map_err(|e| Error::io("trim segment", &segment.path, e))?;
+    segment
+        .file
+        .sync_data()
+        .map_err(|e| Error::io("fsync segment", &segment.path, e))
 }
 
 fn remove_segment(dir: &Path, segment: &Found) -> Result<()> {

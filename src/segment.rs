@@ -28,20 +28,23 @@ pub(crate) struct Segment {
     dir: PathBuf,
     file: File,
     map: Arc<MappedFile>,
-    /// End of the visible batches. Grows as the writer appends; lowered only
-    /// when the log is truncated inside this segment (the bytes past it stay
-    /// untouched, see `mmap` invariant 4).
-    end_position: AtomicU64,
-    /// One past the last visible record.
-    next_offset: AtomicU64,
+    /// End of the visible batches and one past the last visible record,
+    /// packed in one atomic (see [`Tail`]) so readers always get a matching
+    /// pair. Only grows: truncation makes a new `Segment` instead.
+    tail: AtomicU64,
     /// Largest visible record timestamp (`i64::MAX` when unknown because of
     /// damage, so timestamp lookups still visit and report it).
     max_timestamp_ms: AtomicI64,
     /// Leader epoch of the last visible batch.
     last_epoch: AtomicU64,
-    /// Batches that start below this position were checked (CRC and
-    /// structure) or written by this process; readers skip re-checking them.
-    verified_to: AtomicU64,
+    /// Batches starting below this were written by an earlier process and
+    /// not checked yet (since recovery checked only past the recovery point);
+    /// `u64::MAX` for sealed segments found on disk. Batches past it were
+    /// written or checked by this process.
+    unchecked_end: u64,
+    /// Of the unchecked batches, those starting below this were checked
+    /// (CRC and structure) by a reader since; it advances batch by batch.
+    checked_to: AtomicU64,
     index_interval_bytes: u32,
     /// Loaded on first lookup for sealed segments; set at once for the active one.
     index: OnceLock<SparseIndex>,
@@ -150,6 +153,7 @@ impl Segment {
         );
         let tail = ActiveTail {
             end_position: end,
+            unchecked_end: SEGMENT_HEADER_BYTES as u64,
             next_offset: scanned.next_offset,
             last_epoch: scanned.last_epoch.unwrap_or(0),
             index,
@@ -201,11 +205,11 @@ impl Segment {
             dir: dir.to_path_buf(),
             file,
             map,
-            end_position: AtomicU64::new(tail.end_position),
-            next_offset: AtomicU64::new(tail.next_offset),
+            tail: AtomicU64::new(Tail::pack(base_offset, tail.end_position, tail.next_offset)),
             max_timestamp_ms: AtomicI64::new(tail.builder.max_timestamp_ms),
             last_epoch: AtomicU64::new(tail.last_epoch),
-            verified_to: AtomicU64::new(tail.end_position),
+            unchecked_end: tail.unchecked_end,
+            checked_to: AtomicU64::new(SEGMENT_HEADER_BYTES as u64),
             index_interval_bytes,
             index: OnceLock::from(tail.index),
         });
@@ -234,11 +238,15 @@ impl Segment {
             dir: dir.to_path_buf(),
             file,
             map,
-            end_position: AtomicU64::new(summary.end_position),
-            next_offset: AtomicU64::new(summary.next_offset),
+            tail: AtomicU64::new(Tail::pack(
+                summary.base_offset,
+                summary.end_position,
+                summary.next_offset,
+            )),
             max_timestamp_ms: AtomicI64::new(summary.max_timestamp_ms),
             last_epoch: AtomicU64::new(summary.last_epoch),
-            verified_to: AtomicU64::new(0),
+            unchecked_end: u64::MAX,
+            checked_to: AtomicU64::new(SEGMENT_HEADER_BYTES as u64),
             index_interval_bytes,
             index: OnceLock::new(),
         }))
@@ -249,14 +257,19 @@ impl Segment {
         self.base_offset
     }
 
+    /// End of the visible batches and the offset found there, read together.
+    pub(crate) fn tail(&self) -> Tail {
+        Tail::unpack(self.base_offset, self.tail.load(Ordering::Acquire))
+    }
+
     /// One past the last visible record.
     pub(crate) fn next_offset(&self) -> u64 {
-        self.next_offset.load(Ordering::Acquire)
+        self.tail().next_offset
     }
 
     /// End of the visible batches, in bytes (segment header included).
     pub(crate) fn end_position(&self) -> u64 {
-        self.end_position.load(Ordering::Acquire)
+        self.tail().end_position
     }
 
     /// Largest record timestamp (`i64::MIN` if empty, `i64::MAX` if unknown).
@@ -281,10 +294,11 @@ impl Segment {
 
     /// What the segment holds now, as written to its index file.
     pub(crate) fn summary(&self) -> SegmentSummary {
+        let tail = self.tail();
         SegmentSummary {
             base_offset: self.base_offset,
-            end_position: self.end_position(),
-            next_offset: self.next_offset(),
+            end_position: tail.end_position,
+            next_offset: tail.next_offset,
             max_timestamp_ms: self.max_timestamp_ms(),
             last_epoch: self.last_epoch(),
         }
@@ -330,7 +344,7 @@ impl Segment {
             Some(summary.next_offset),
             |position, header| builder.observe(&index, self.base_offset, position, header),
         );
-        self.verified_to.fetch_max(scanned.position, Ordering::AcqRel);
+        self.checked_to.fetch_max(scanned.position, Ordering::AcqRel);
         if scanned.damage.is_none() && scanned.next_offset == summary.next_offset {
             // Best effort: a failure to write only means rebuilding again.
             let _ = index_file::write(&self.dir, &summary, &index.entries());
@@ -347,11 +361,11 @@ impl Segment {
             .map
             .view(position.min(end)..end)
             .ok_or_else(|| corrupt("batch beyond the end of the mapping"))?;
-        if position >= self.verified_to.load(Ordering::Acquire) {
+        if position < self.unchecked_end && position >= self.checked_to.load(Ordering::Acquire) {
             let header = format::validate_batch(data, expected_base).map_err(corrupt)?;
             let batch_end = position + header.batch_len as u64;
             let _ = self
-                .verified_to
+                .checked_to
                 .compare_exchange(position, batch_end, Ordering::AcqRel, Ordering::Relaxed);
             return Ok(header);
         }
@@ -378,20 +392,31 @@ impl Segment {
         self.find_batch(position, expected, |header| offset < header.next_offset())
     }
 
-    /// Scans forward from `position` to the first batch for which `found` holds.
+    /// Scans forward from `position` to the first batch for which `found`
+    /// holds, up to the segment's tail as it is now. A scan that reaches the
+    /// end of the bytes before the tail's offset found missing data: that is
+    /// `Corrupt` (a segment's tail never shrinks, so it is not a race).
     fn find_batch(
         &self,
         mut position: u64,
         mut expected: u64,
         found: impl Fn(&BatchHeader) -> bool,
     ) -> Result<Option<(u64, BatchHeader)>> {
-        while position < self.end_position() {
+        let tail = self.tail();
+        while position < tail.end_position {
             let header = self.batch_at(position, expected)?;
             if found(&header) {
                 return Ok(Some((position, header)));
             }
             position += header.batch_len as u64;
             expected = header.next_offset();
+        }
+        if expected < tail.next_offset {
+            return Err(Error::corrupt(
+                self.path(),
+                position,
+                "segment data ends before its last offset",
+            ));
         }
         Ok(None)
     }
@@ -489,11 +514,11 @@ impl Segment {
             dir: self.dir.clone(),
             file,
             map: Arc::clone(&self.map),
-            end_position: AtomicU64::new(position),
-            next_offset: AtomicU64::new(offset),
+            tail: AtomicU64::new(Tail::pack(self.base_offset, position, offset)),
             max_timestamp_ms: AtomicI64::new(max_timestamp_ms),
             last_epoch: AtomicU64::new(self.last_epoch()),
-            verified_to: AtomicU64::new(self.verified_to.load(Ordering::Acquire).min(position)),
+            unchecked_end: self.unchecked_end,
+            checked_to: AtomicU64::new(self.checked_to.load(Ordering::Acquire).min(position)),
             index_interval_bytes: self.index_interval_bytes,
             index,
         }))
@@ -535,6 +560,37 @@ impl Segment {
     }
 }
 
+/// Where a segment's visible data ends: a byte position and the offset of
+/// the record that would go there. Stored packed in one `u64` (position in
+/// the low 32 bits, offset relative to the segment base in the high 32;
+/// both fit, as segments are at most `u32::MAX` bytes and records take at
+/// least 16 of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tail {
+    /// End of the visible batches.
+    pub end_position: u64,
+    /// One past the last visible record.
+    pub next_offset: u64,
+}
+
+impl Tail {
+    fn pack(base_offset: u64, end_position: u64, next_offset: u64) -> u64 {
+        let relative = next_offset - base_offset;
+        assert!(
+            end_position <= u32::MAX as u64 && relative <= u32::MAX as u64,
+            "segment tail out of bounds"
+        );
+        (relative << 32) | end_position
+    }
+
+    fn unpack(base_offset: u64, packed: u64) -> Tail {
+        Tail {
+            end_position: packed & u32::MAX as u64,
+            next_offset: base_offset + (packed >> 32),
+        }
+    }
+}
+
 /// Writes a new segment file: header, `initial`, preallocation, fsync.
 fn write_new_file(path: &Path, base_offset: u64, capacity: u64, initial: &[u8]) -> Result<File> {
     let file = OpenOptions::new()
@@ -558,6 +614,9 @@ fn write_new_file(path: &Path, base_offset: u64, capacity: u64, initial: &[u8]) 
 pub(crate) struct ActiveTail {
     /// End of the valid batches.
     pub end_position: u64,
+    /// Batches starting below this were written by an earlier process and
+    /// not checked by recovery; readers check them on first read.
+    pub unchecked_end: u64,
     /// One past the last record.
     pub next_offset: u64,
     /// Epoch of the last batch (0 if none).
@@ -612,15 +671,16 @@ impl SegmentWriter {
         self.writer.freeze(end);
 
         let segment = &self.segment;
-        segment.verified_to.fetch_max(end, Ordering::AcqRel);
         self.builder
             .observe(segment.index(), segment.base_offset, start, &header);
         segment
             .max_timestamp_ms
             .fetch_max(header.max_timestamp_ms, Ordering::AcqRel);
         segment.last_epoch.store(leader_epoch, Ordering::Release);
-        segment.end_position.store(end, Ordering::Release);
-        segment.next_offset.store(header.next_offset(), Ordering::Release);
+        segment.tail.store(
+            Tail::pack(segment.base_offset, end, header.next_offset()),
+            Ordering::Release,
+        );
         self.position = end;
         self.next_offset = header.next_offset();
         header

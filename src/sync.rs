@@ -119,7 +119,6 @@ impl GroupCommit {
     }
 
     /// The durable point.
-    #[cfg(test)]
     pub(crate) fn synced(&self) -> SyncedTo {
         self.state.lock().synced
     }
