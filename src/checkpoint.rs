@@ -14,7 +14,8 @@
 //! 24 u64    recovery point: byte position in that segment
 //! 32 u64    recovery point: next offset at that position
 //! 40 u64    leader epoch
-//! 48 [u8;12] reserved, zero
+//! 48 u64    log id (the one in every segment header)
+//! 56 [u8;4] reserved, zero
 //! 60 u32    CRC-32 of bytes 0..60
 //! ```
 //!
@@ -48,6 +49,8 @@ pub(crate) struct Checkpoint {
     pub next_offset: u64,
     /// Leader epoch the log was at.
     pub leader_epoch: u64,
+    /// Identity of the log (as in its segment headers).
+    pub log_id: u64,
 }
 
 impl Checkpoint {
@@ -60,6 +63,7 @@ impl Checkpoint {
         out[24..32].copy_from_slice(&self.position.to_le_bytes());
         out[32..40].copy_from_slice(&self.next_offset.to_le_bytes());
         out[40..48].copy_from_slice(&self.leader_epoch.to_le_bytes());
+        out[48..56].copy_from_slice(&self.log_id.to_le_bytes());
         let crc = crc32fast::hash(&out[..60]);
         out[60..64].copy_from_slice(&crc.to_le_bytes());
         out
@@ -79,6 +83,7 @@ impl Checkpoint {
             position: read_u64(bytes, 24),
             next_offset: read_u64(bytes, 32),
             leader_epoch: read_u64(bytes, 40),
+            log_id: read_u64(bytes, 48),
         })
     }
 
@@ -125,6 +130,7 @@ mod tests {
             position: 640,
             next_offset: 17,
             leader_epoch: 2,
+            log_id: 42,
         };
         checkpoint.write(dir.path()).unwrap();
         assert_eq!(Checkpoint::read(dir.path()).unwrap(), Some(checkpoint));

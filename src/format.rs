@@ -9,7 +9,8 @@
 //!   8  u32     format version (1)
 //!  12  u32     header length (64)
 //!  16  u64     base offset (first offset this segment may hold)
-//!  24  [u8;36] reserved, zero
+//!  24  u64     log id (random, chosen when the log was created)
+//!  32  [u8;28] reserved, zero
 //!  60  u32     CRC-32 of bytes 0..60
 //!
 //! batch header (48 bytes), followed by `record_count` records
@@ -323,20 +324,30 @@ pub fn encode_batch_to_vec(records: &[NewRecord<'_>], base_offset: u64, leader_e
     out
 }
 
-/// The segment header for a segment starting at `base_offset`.
-pub fn encode_segment_header(base_offset: u64) -> [u8; SEGMENT_HEADER_BYTES] {
+/// What a segment header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// First offset the segment may hold.
+    pub base_offset: u64,
+    /// Identity of the log the segment belongs to.
+    pub log_id: u64,
+}
+
+/// The header of a segment of log `log_id` starting at `base_offset`.
+pub fn encode_segment_header(base_offset: u64, log_id: u64) -> [u8; SEGMENT_HEADER_BYTES] {
     let mut out = [0u8; SEGMENT_HEADER_BYTES];
     out[0..8].copy_from_slice(&SEGMENT_MAGIC);
     out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
     out[16..24].copy_from_slice(&base_offset.to_le_bytes());
+    out[24..32].copy_from_slice(&log_id.to_le_bytes());
     let crc = crc32fast::hash(&out[..60]);
     out[60..64].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
-/// Decodes a segment header and returns its base offset.
-pub fn decode_segment_header(bytes: &[u8]) -> Result<u64, DecodeError> {
+/// Decodes and checks a segment header.
+pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, DecodeError> {
     if bytes.len() < SEGMENT_HEADER_BYTES {
         return Err("truncated segment header");
     }
@@ -352,7 +363,10 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<u64, DecodeError> {
     if read_u32(bytes, 12) as usize != SEGMENT_HEADER_BYTES {
         return Err("unsupported segment header length");
     }
-    Ok(read_u64(bytes, 16))
+    Ok(SegmentHeader {
+        base_offset: read_u64(bytes, 16),
+        log_id: read_u64(bytes, 24),
+    })
 }
 
 /// Reads a little-endian `u32` at `at`; the caller has checked the bounds.
@@ -438,8 +452,14 @@ mod tests {
 
     #[test]
     fn segment_header_round_trip_and_rejects_garbage() {
-        let header = encode_segment_header(1234);
-        assert_eq!(decode_segment_header(&header), Ok(1234));
+        let header = encode_segment_header(1234, 99);
+        assert_eq!(
+            decode_segment_header(&header),
+            Ok(SegmentHeader {
+                base_offset: 1234,
+                log_id: 99
+            })
+        );
         assert!(decode_segment_header(&[0u8; 64]).is_err());
         let mut bad = header;
         bad[20] ^= 1;

@@ -69,6 +69,6 @@ pub use recovery::RecoveryReport;
 pub mod codec {
     pub use crate::format::{
         BATCH_HEADER_BYTES, BatchHeader, DecodeError, FORMAT_VERSION, RECORD_HEADER_BYTES, RecordFields,
-        SEGMENT_HEADER_BYTES, decode_record, decode_segment_header, encode_batch_to_vec, validate_batch,
+        SEGMENT_HEADER_BYTES, SegmentHeader, decode_record, decode_segment_header, encode_batch_to_vec, validate_batch,
     };
 }

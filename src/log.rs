@@ -56,6 +56,8 @@ pub struct Log {
 
 struct Shared {
     dir: PathBuf,
+    /// Identity of this log, written into every segment header.
+    log_id: u64,
     options: Options,
     /// Holds the directory's exclusive lock for as long as the log is open.
     _lock: File,
@@ -125,6 +127,7 @@ impl Log {
         let sync_policy = options.sync;
         let shared = Arc::new(Shared {
             dir,
+            log_id: recovered.log_id,
             options,
             _lock: lock,
             writer: Mutex::new(Writer {
@@ -409,6 +412,13 @@ impl Log {
         Ok(())
     }
 
+    /// The log's identity: a random number chosen when the log was created
+    /// and written into every segment header, so segment files of another
+    /// log are refused at open.
+    pub fn log_id(&self) -> u64 {
+        self.shared.log_id
+    }
+
     /// What opening the log found and did.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.shared.report
@@ -593,7 +603,12 @@ impl Shared {
 
     /// Writes `point` as the recovery point (the caller holds the lock).
     fn write_recovery_point(&self, written: &mut SyncedTo, point: SyncedTo) -> Result<()> {
-        write_open_checkpoint(&self.dir, &point, self.leader_epoch.load(Ordering::Acquire))?;
+        write_open_checkpoint(
+            &self.dir,
+            &point,
+            self.leader_epoch.load(Ordering::Acquire),
+            self.log_id,
+        )?;
         *written = point;
         self.recovery_point_written_ms.store(now_ms(), Ordering::Relaxed);
         Ok(())
@@ -615,6 +630,7 @@ impl Shared {
         let next = self.next_offset.load(Ordering::Acquire);
         let (segment, fresh) = Segment::create(
             &self.dir,
+            self.log_id,
             next,
             self.options.segment_bytes,
             self.options.index_interval_bytes,
@@ -734,6 +750,7 @@ impl Shared {
         //    there), holding the kept part of a split batch.
         let (fresh_segment, fresh) = Segment::create(
             &self.dir,
+            self.log_id,
             cut_base,
             self.options.segment_bytes,
             self.options.index_interval_bytes,
@@ -774,6 +791,7 @@ impl Shared {
             position: writer.active.position(),
             next_offset: active.next_offset(),
             leader_epoch: self.leader_epoch.load(Ordering::Acquire),
+            log_id: self.log_id,
         }
         .write(&self.dir)
     }

@@ -50,6 +50,7 @@ pub struct RecoveryReport {
 
 /// A recovered log, ready to serve.
 pub(crate) struct Recovered {
+    pub log_id: u64,
     pub sealed: Vec<Arc<Segment>>,
     pub active: Arc<Segment>,
     pub writer: SegmentWriter,
@@ -61,6 +62,7 @@ pub(crate) struct Recovered {
 /// One segment file found in the directory.
 struct Found {
     base: u64,
+    log_id: u64,
     path: PathBuf,
     file: File,
     len: u64,
@@ -75,6 +77,14 @@ pub(crate) fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
             return Err(Error::corrupt(dir, 0, "checkpoint present but no segment files"));
         }
         return create_empty(dir, options);
+    }
+    let log_id = checkpoint.map_or(found[0].log_id, |c| c.log_id);
+    if let Some(stranger) = found.iter().find(|f| f.log_id != log_id) {
+        return Err(Error::corrupt(
+            &stranger.path,
+            24,
+            "segment belongs to another log (its log id differs)",
+        ));
     }
     let mut report = RecoveryReport::default();
     let rp = recovery_point(dir, &found, checkpoint)?;
@@ -94,7 +104,7 @@ pub(crate) fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     if let Some(tail) = clean.and_then(|c| clean_tail(dir, &found, &c, options)) {
         report.clean_shutdown = true;
         let last = found.pop().expect("clean_tail checked there is one segment");
-        return finish(dir, options, sealed, last, tail, rp.leader_epoch, report);
+        return finish(dir, log_id, options, sealed, last, tail, rp.leader_epoch, report);
     }
     if clean.is_some() {
         // A clean close wrote the active segment's index files; they were
@@ -134,20 +144,22 @@ pub(crate) fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
             .file
             .set_len(scanned.tail.end_position)
             .map_err(|e| Error::io("truncate segment", &segment.path, e))?;
-        return finish(dir, options, sealed, segment, scanned.tail, epoch, report);
+        return finish(dir, log_id, options, sealed, segment, scanned.tail, epoch, report);
     }
 }
 
 /// Creates the first segment of a new log.
 fn create_empty(dir: &Path, options: &Options) -> Result<Recovered> {
-    let (active, writer) = Segment::create(dir, 0, options.segment_bytes, options.index_interval_bytes, &[])?;
+    let log_id = new_log_id();
+    let (active, writer) = Segment::create(dir, log_id, 0, options.segment_bytes, options.index_interval_bytes, &[])?;
     let synced = SyncedTo {
         offset: 0,
         segment_base: 0,
         position: writer.position(),
     };
-    write_open_checkpoint(dir, &synced, 0)?;
+    write_open_checkpoint(dir, &synced, 0, log_id)?;
     Ok(Recovered {
+        log_id,
         sealed: Vec::new(),
         active,
         writer,
@@ -155,6 +167,20 @@ fn create_empty(dir: &Path, options: &Options) -> Result<Recovered> {
         synced,
         report: RecoveryReport::default(),
     })
+}
+
+/// A random log id (from the standard library's per-process random hash
+/// keys, the clock and the process id; no cryptographic strength needed).
+fn new_log_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 /// Lists `NNNNNNNNNNNNNNNNNNNN.log` files in offset order, checking each
@@ -228,7 +254,13 @@ fn open_found(base: u64, path: PathBuf) -> Result<Found> {
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0)
         .map_err(|e| Error::io("read segment header", &path, e))?;
     match decode_segment_header(&header) {
-        Ok(found) if found == base => Ok(Found { base, path, file, len }),
+        Ok(header) if header.base_offset == base => Ok(Found {
+            base,
+            log_id: header.log_id,
+            path,
+            file,
+            len,
+        }),
         Ok(_) => Err(Error::corrupt(
             &path,
             16,
@@ -249,6 +281,7 @@ fn recovery_point(dir: &Path, found: &[Found], checkpoint: Option<Checkpoint>) -
             position: SEGMENT_HEADER_BYTES as u64,
             next_offset: first.base,
             leader_epoch: 0,
+            log_id: first.log_id,
         });
     };
     let holder = found.iter().find(|f| f.base == checkpoint.segment_base);
@@ -497,6 +530,7 @@ fn remove_segment(dir: &Path, segment: &Found) -> Result<()> {
 /// records the new recovery point.
 fn finish(
     dir: &Path,
+    log_id: u64,
     options: &Options,
     sealed: Vec<Arc<Segment>>,
     last: Found,
@@ -518,8 +552,9 @@ fn finish(
     };
     let (active, writer) =
         Segment::open_active(dir, last.base, last.file, capacity, options.index_interval_bytes, tail)?;
-    write_open_checkpoint(dir, &synced, leader_epoch)?;
+    write_open_checkpoint(dir, &synced, leader_epoch, log_id)?;
     Ok(Recovered {
+        log_id,
         sealed,
         active,
         writer,
@@ -530,13 +565,14 @@ fn finish(
 }
 
 /// The checkpoint of an open log: not clean, recovery point at `synced`.
-pub(crate) fn write_open_checkpoint(dir: &Path, synced: &SyncedTo, leader_epoch: u64) -> Result<()> {
+pub(crate) fn write_open_checkpoint(dir: &Path, synced: &SyncedTo, leader_epoch: u64, log_id: u64) -> Result<()> {
     Checkpoint {
         clean: false,
         segment_base: synced.segment_base,
         position: synced.position,
         next_offset: synced.offset,
         leader_epoch,
+        log_id,
     }
     .write(dir)
 }

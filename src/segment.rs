@@ -121,6 +121,7 @@ impl Segment {
     /// durable, replacing any segment of the same base.
     pub(crate) fn create(
         dir: &Path,
+        log_id: u64,
         base_offset: u64,
         capacity: u64,
         index_interval_bytes: u32,
@@ -130,7 +131,7 @@ impl Segment {
         let tmp = segment_file(dir, base_offset, "log.tmp");
         let end = (SEGMENT_HEADER_BYTES + initial.len()) as u64;
         let capacity = capacity.max(end);
-        let file = write_new_file(&tmp, base_offset, capacity, initial).inspect_err(|_| {
+        let file = write_new_file(&tmp, log_id, base_offset, capacity, initial).inspect_err(|_| {
             let _ = fs::remove_file(&tmp);
         })?;
         index_file::remove(dir, base_offset)?;
@@ -592,7 +593,7 @@ impl Tail {
 }
 
 /// Writes a new segment file: header, `initial`, preallocation, fsync.
-fn write_new_file(path: &Path, base_offset: u64, capacity: u64, initial: &[u8]) -> Result<File> {
+fn write_new_file(path: &Path, log_id: u64, base_offset: u64, capacity: u64, initial: &[u8]) -> Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -600,7 +601,7 @@ fn write_new_file(path: &Path, base_offset: u64, capacity: u64, initial: &[u8]) 
         .truncate(true)
         .open(path)
         .map_err(|e| Error::io("create segment", path, e))?;
-    let mut head = encode_segment_header(base_offset).to_vec();
+    let mut head = encode_segment_header(base_offset, log_id).to_vec();
     head.extend_from_slice(initial);
     file.write_all_at(&head, 0)
         .map_err(|e| Error::io("write segment header", path, e))?;
@@ -720,7 +721,7 @@ mod tests {
     #[test]
     fn append_read_and_locate() {
         let dir = tempfile::tempdir().unwrap();
-        let (segment, mut writer) = Segment::create(dir.path(), 100, 1 << 16, 128, &[]).unwrap();
+        let (segment, mut writer) = Segment::create(dir.path(), 7, 100, 1 << 16, 128, &[]).unwrap();
         for i in 0..50u64 {
             let value = format!("value-{i}");
             append_values(&mut writer, &[value.as_bytes(), b"x"]);
@@ -750,7 +751,7 @@ mod tests {
     #[test]
     fn scan_stops_at_zeros_damage_and_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let (segment, mut writer) = Segment::create(dir.path(), 0, 8192, 128, &[]).unwrap();
+        let (segment, mut writer) = Segment::create(dir.path(), 7, 0, 8192, 128, &[]).unwrap();
         for _ in 0..3 {
             append_values(&mut writer, &[b"abc"]);
         }
@@ -769,7 +770,7 @@ mod tests {
     #[test]
     fn seal_trims_and_reopens_from_index_files() {
         let dir = tempfile::tempdir().unwrap();
-        let (segment, mut writer) = Segment::create(dir.path(), 0, 1 << 16, 64, &[]).unwrap();
+        let (segment, mut writer) = Segment::create(dir.path(), 7, 0, 1 << 16, 64, &[]).unwrap();
         for _ in 0..100 {
             append_values(&mut writer, &[b"0123456789"]);
         }
