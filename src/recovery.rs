@@ -59,6 +59,14 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
+/// What every step of opening needs to know.
+#[derive(Clone, Copy)]
+struct Opening<'a> {
+    dir: &'a Path,
+    log_id: u64,
+    options: &'a Options,
+}
+
 /// One segment file found in the directory.
 struct Found {
     base: u64,
@@ -86,6 +94,7 @@ pub(crate) fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
             "segment belongs to another log (its log id differs)",
         ));
     }
+    let opening = Opening { dir, log_id, options };
     let mut report = RecoveryReport::default();
     let rp = recovery_point(dir, &found, checkpoint)?;
     let rp_index = found
@@ -104,7 +113,7 @@ pub(crate) fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
     if let Some(tail) = clean.and_then(|c| clean_tail(dir, &found, &c, options)) {
         report.clean_shutdown = true;
         let last = found.pop().expect("clean_tail checked there is one segment");
-        return finish(dir, log_id, options, sealed, last, tail, rp.leader_epoch, report);
+        return finish(opening, sealed, last, tail, rp.leader_epoch, report);
     }
     if clean.is_some() {
         // A clean close wrote the active segment's index files; they were
@@ -136,7 +145,7 @@ pub(crate) fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
             report.bytes_truncated += scanned.nonzero_after;
         }
         for later in segments {
-            report.bytes_truncated += later.len;
+            report.bytes_truncated += nonzero_bytes_past(&later, SEGMENT_HEADER_BYTES as u64)?;
             report.segments_deleted += 1;
             remove_segment(dir, &later)?;
         }
@@ -144,7 +153,7 @@ pub(crate) fn recover(dir: &Path, options: &Options) -> Result<Recovered> {
             .file
             .set_len(scanned.tail.end_position)
             .map_err(|e| Error::io("truncate segment", &segment.path, e))?;
-        return finish(dir, log_id, options, sealed, segment, scanned.tail, epoch, report);
+        return finish(opening, sealed, segment, scanned.tail, epoch, report);
     }
 }
 
@@ -496,6 +505,13 @@ fn seal_scanned(dir: &Path, segment: Found, scanned: &TailScan, options: &Option
     Segment::open_sealed(dir, segment.file, &summary, options.index_interval_bytes)
 }
 
+/// How far past `from` the last non-zero byte of a segment file lies.
+fn nonzero_bytes_past(segment: &Found, from: u64) -> Result<u64> {
+    let map = MappedFile::map(&segment.file, &segment.path, segment.len, segment.len)?;
+    let data = map.view(0..segment.len).expect("whole file is frozen");
+    Ok(nonzero_bytes_after(&segment.file, data, from))
+}
+
 /// Trims a sealed segment's file to `end` if only zeros lie past it
 /// (preallocation never written). Non-zero bytes past the end were cut by a
 /// truncation, and records an earlier handle in this process returned may
@@ -505,12 +521,9 @@ fn trim_unpublished(segment: &Found, end: u64) -> Result<()> {
     if segment.len <= end {
         return Ok(());
     }
-    let map = MappedFile::map(&segment.file, &segment.path, segment.len, segment.len)?;
-    let data = map.view(0..segment.len).expect("whole file is frozen");
-    if nonzero_bytes_after(&segment.file, data, end) > 0 {
+    if nonzero_bytes_past(segment, end)? > 0 {
         return Ok(());
     }
-    drop(map);
     segment
         .file
         .set_len(end)
@@ -529,32 +542,36 @@ fn remove_segment(dir: &Path, segment: &Found) -> Result<()> {
 /// Preallocates and maps the active segment, syncs what recovery kept, and
 /// records the new recovery point.
 fn finish(
-    dir: &Path,
-    log_id: u64,
-    options: &Options,
+    log: Opening<'_>,
     sealed: Vec<Arc<Segment>>,
     last: Found,
     tail: ActiveTail,
     leader_epoch: u64,
     report: RecoveryReport,
 ) -> Result<Recovered> {
-    let capacity = options.segment_bytes.max(tail.end_position);
+    let capacity = log.options.segment_bytes.max(tail.end_position);
     preallocate(&last.file, &last.path, capacity)?;
     last.file
         .sync_data()
         .map_err(|e| Error::io("fsync segment", &last.path, e))?;
-    sync_dir(dir)?;
+    sync_dir(log.dir)?;
     let leader_epoch = leader_epoch.max(tail.last_epoch);
     let synced = SyncedTo {
         offset: tail.next_offset,
         segment_base: last.base,
         position: tail.end_position,
     };
-    let (active, writer) =
-        Segment::open_active(dir, last.base, last.file, capacity, options.index_interval_bytes, tail)?;
-    write_open_checkpoint(dir, &synced, leader_epoch, log_id)?;
+    let (active, writer) = Segment::open_active(
+        log.dir,
+        last.base,
+        last.file,
+        capacity,
+        log.options.index_interval_bytes,
+        tail,
+    )?;
+    write_open_checkpoint(log.dir, &synced, leader_epoch, log.log_id)?;
     Ok(Recovered {
-        log_id,
+        log_id: log.log_id,
         sealed,
         active,
         writer,

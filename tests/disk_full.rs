@@ -1,0 +1,456 @@
+//! Disk-full behaviour with real processes, emulated with `RLIMIT_FSIZE`.
+//!
+//! The test binary re-executes itself as a child through
+//! `sh -c "trap '' XFSZ; ...; exec <test binary> ..."`, so the child ignores
+//! SIGXFSZ and growing a file past the limit fails with `EFBIG` instead of
+//! killing it. `RLIMIT_FSIZE` limits the size of each file, not the total, so:
+//!
+//! - To make the *second* segment fail while the first works, the child
+//!   lowers its own limit after opening the log (with `setrlimit`; `ulimit`
+//!   in the shell cannot do it, because opening the log already preallocates
+//!   a whole segment). It then appends until a roll fails, and checks that
+//!   the error is `Error::Io`, nothing was appended, the log still reads,
+//!   further appends fail the same way (no panic, no SIGBUS), appends that
+//!   still fit succeed, and the log closes cleanly. The parent then reopens
+//!   the directory without the limit and checks every reported record.
+//! - With the limit set by `ulimit -f` before the child starts, opening a
+//!   log fails when it preallocates the active segment; the directory must
+//!   stay recoverable, after a clean close and after a crash.
+
+#![cfg(target_os = "linux")]
+
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use replog::codec::{BATCH_HEADER_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use replog::{Error, Log, Options, SyncPolicy};
+
+const APPEND_CHILD: &str = "disk_full_append_child";
+const OPEN_CHILD: &str = "disk_full_open_child";
+const ENV_DIR: &str = "REPLOG_DISK_FULL_CHILD_DIR";
+const ENV_LIMIT: &str = "REPLOG_DISK_FULL_LIMIT_BYTES";
+
+const SEGMENT_BYTES: u64 = 64 << 10;
+/// Every big record's value is this long.
+const RECORD_BYTES: usize = 1000;
+/// The file size limit the append child sets itself, well under a segment
+/// and well over the index and checkpoint files it writes.
+const APPEND_LIMIT_BYTES: u64 = 16 << 10;
+/// SIGXFSZ on Linux (x86, ARM, RISC-V; not MIPS or Alpha).
+const SIGXFSZ: u32 = 25;
+
+fn options() -> Options {
+    Options::default()
+        .segment_bytes(SEGMENT_BYTES)
+        .index_interval_bytes(1024)
+        .sync(SyncPolicy::Always)
+}
+
+/// A big record: its offset, then filler derived from it.
+fn big(offset: u64) -> Vec<u8> {
+    let mut value = format!("{offset:08}:").into_bytes();
+    value.extend((0..RECORD_BYTES - value.len()).map(|i| b'a' + ((offset as usize * 7 + i) % 26) as u8));
+    value
+}
+
+/// A small record, appended into the space left when a roll fails.
+fn small(offset: u64) -> Vec<u8> {
+    format!("s{offset}").into_bytes()
+}
+
+/// Encoded size of a batch of one record of `len` bytes (no key).
+fn one_record_batch(len: usize) -> u64 {
+    (BATCH_HEADER_BYTES + RECORD_HEADER_BYTES + len) as u64
+}
+
+/// The soft `RLIMIT_FSIZE` of this process, in bytes, from /proc.
+fn file_size_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("reading /proc/self/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max file size"))
+        .expect("Max file size line");
+    let soft = line["Max file size".len()..].split_whitespace().next()?;
+    soft.parse().ok() // "unlimited" is None
+}
+
+/// Whether this process ignores SIGXFSZ, from /proc.
+fn ignores_sigxfsz() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").expect("reading /proc/self/status");
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .expect("SigIgn line");
+    let mask = u64::from_str_radix(mask.trim(), 16).expect("SigIgn mask");
+    mask & (1 << (SIGXFSZ - 1)) != 0
+}
+
+/// Lowers this process's soft `RLIMIT_FSIZE`. No crate offers it here (std
+/// has no rlimit API, rustix is built without its `process` feature), so
+/// call the C library, which std links anyway.
+fn lower_file_size_limit(bytes: u64) {
+    use std::ffi::{c_int, c_ulong};
+
+    #[repr(C)]
+    struct RLimit {
+        current: c_ulong,
+        maximum: c_ulong,
+    }
+    const RLIMIT_FSIZE: c_int = 1;
+    unsafe extern "C" {
+        fn getrlimit(resource: c_int, limit: *mut RLimit) -> c_int;
+        fn setrlimit(resource: c_int, limit: *const RLimit) -> c_int;
+    }
+    let mut limit = RLimit { current: 0, maximum: 0 };
+    // SAFETY: `RLimit` has the layout of Linux's `struct rlimit` (two
+    // `rlim_t`, which is `unsigned long`), and the pointer is valid for
+    // writing one of them.
+    let status = unsafe { getrlimit(RLIMIT_FSIZE, &mut limit) };
+    assert_eq!(status, 0, "getrlimit: {}", std::io::Error::last_os_error());
+    assert!(
+        bytes as c_ulong <= limit.maximum,
+        "hard limit {} too low",
+        limit.maximum
+    );
+    limit.current = bytes as c_ulong;
+    // SAFETY: as above; the pointer is valid for reading one `struct rlimit`.
+    let status = unsafe { setrlimit(RLIMIT_FSIZE, &limit) };
+    assert_eq!(status, 0, "setrlimit: {}", std::io::Error::last_os_error());
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn leftover_temporary_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect()
+}
+
+/// Checks that `log` holds exactly `expected` (by offset), by `read` and by `iter`.
+fn assert_holds(log: &Log, expected: &[Vec<u8>], context: &str) {
+    assert_eq!(log.start_offset(), 0, "{context}");
+    assert_eq!(log.next_offset(), expected.len() as u64, "{context}: next_offset");
+    for (offset, value) in expected.iter().enumerate() {
+        let record = log
+            .read(offset as u64)
+            .unwrap_or_else(|e| panic!("{context}: read({offset}): {e}"));
+        assert_eq!(record.value()[..], value[..], "{context}: read({offset})");
+    }
+    let mut count = 0;
+    for (item, value) in log.iter(0).zip(expected) {
+        let record = item.unwrap_or_else(|e| panic!("{context}: iter at {count}: {e}"));
+        assert_eq!(record.offset(), count, "{context}: iter offsets");
+        assert_eq!(record.value()[..], value[..], "{context}: iter at {count}");
+        count += 1;
+    }
+    assert_eq!(count, expected.len() as u64, "{context}: iter yielded too few records");
+    assert_eq!(
+        log.iter(0).count(),
+        expected.len(),
+        "{context}: iter yielded too many records"
+    );
+    assert!(
+        matches!(log.read(expected.len() as u64), Err(Error::OffsetOutOfRange { .. })),
+        "{context}: read past the end"
+    );
+}
+
+/// Asserts `result` is the `Error::Io` of a file grown past `RLIMIT_FSIZE`.
+fn assert_file_too_large<T: std::fmt::Debug>(result: replog::Result<T>, what: &str) -> Error {
+    match result {
+        Err(error @ Error::Io { .. }) => {
+            let Error::Io { source, .. } = &error else {
+                unreachable!()
+            };
+            assert_eq!(
+                source.kind(),
+                ErrorKind::FileTooLarge,
+                "{what}: expected EFBIG, got {error}"
+            );
+            error
+        }
+        Err(other) => panic!("{what}: expected Error::Io, got {other:?}"),
+        Ok(value) => panic!("{what}: expected Error::Io, got Ok({value:?})"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The children.
+
+/// Child: opens the log, lowers its file size limit below a segment, appends
+/// until a roll fails, and checks the log's behaviour after that. Prints
+/// `ACK <offset> big|small` per appended record, `ERROR <error>` for the
+/// first failure and `CLOSED` at the end. Does nothing unless
+/// `REPLOG_DISK_FULL_CHILD_DIR` is set.
+#[test]
+fn disk_full_append_child() {
+    let Some(dir) = std::env::var_os(ENV_DIR) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let limit: u64 = std::env::var(ENV_LIMIT).unwrap().parse().unwrap();
+    assert!(ignores_sigxfsz(), "the shell did not make the child ignore SIGXFSZ");
+    let log = Log::open(&dir, options()).expect("open without a limit");
+    lower_file_size_limit(limit);
+    assert_eq!(file_size_limit(), Some(limit), "RLIMIT_FSIZE after setrlimit");
+    println!("\nLIMIT {limit}"); // on a line of its own, after libtest's "test ... "
+
+    let mut expected: Vec<Vec<u8>> = Vec::new();
+    let error = loop {
+        let offset = expected.len() as u64;
+        assert!(
+            offset < 10_000,
+            "appends never failed under a {limit}-byte file size limit"
+        );
+        match log.append(big(offset)) {
+            Ok(got) => {
+                assert_eq!(got, offset);
+                println!("ACK {offset} big");
+                expected.push(big(offset));
+            }
+            Err(error) => break error,
+        }
+    };
+    println!("ERROR {error}");
+    assert_file_too_large::<()>(Err(error), "the append that needed a new segment");
+
+    // The first segment filled up exactly as the format says it should.
+    let used = SEGMENT_HEADER_BYTES as u64 + expected.len() as u64 * one_record_batch(RECORD_BYTES);
+    assert!(used <= SEGMENT_BYTES && SEGMENT_BYTES - used < one_record_batch(RECORD_BYTES));
+    // Nothing was appended and nothing was left behind.
+    assert_holds(&log, &expected, "after the failed roll");
+    assert_eq!(segment_files(&dir).len(), 1, "a failed roll left a segment file");
+    assert!(
+        leftover_temporary_files(&dir).is_empty(),
+        "a failed roll left a temporary file"
+    );
+
+    // Further appends that need a new segment fail the same way.
+    let offset = expected.len() as u64;
+    assert_file_too_large(log.append(big(offset)), "a second big append");
+    assert_file_too_large(log.append_batch([big(offset), big(offset + 1)]), "a batch append");
+    assert_holds(&log, &expected, "after more failed rolls");
+
+    // A record that still fits in the first segment is accepted.
+    let remaining = SEGMENT_BYTES - used;
+    if remaining >= one_record_batch(small(offset).len()) {
+        assert_eq!(log.append(small(offset)).expect("a small append that fits"), offset);
+        println!("ACK {offset} small");
+        expected.push(small(offset));
+        assert_file_too_large(log.append(big(offset + 1)), "a big append after the small one");
+    }
+    log.sync().expect("sync after failed rolls");
+    assert_holds(&log, &expected, "before close");
+    log.close().expect("close under the file size limit");
+    assert!(leftover_temporary_files(&dir).is_empty(), "close left a temporary file");
+    println!("CLOSED");
+}
+
+/// Child: started under `ulimit -f`, tries to open the log (twice), which
+/// must fail cleanly with `Error::Io`. Prints `LIMIT <bytes>`, then
+/// `OPEN FAILED <error>` per attempt, then `DONE`.
+#[test]
+fn disk_full_open_child() {
+    let Some(dir) = std::env::var_os(ENV_DIR) else {
+        return;
+    };
+    assert!(ignores_sigxfsz(), "the shell did not make the child ignore SIGXFSZ");
+    let limit = file_size_limit().expect("the shell did not set a file size limit");
+    println!("\nLIMIT {limit}"); // on a line of its own, after libtest's "test ... "
+    assert!(
+        limit < SEGMENT_BYTES,
+        "limit {limit} does not stop preallocating a segment"
+    );
+    for _ in 0..2 {
+        let error = assert_file_too_large(Log::open(&dir, options()), "open under the limit");
+        println!("OPEN FAILED {error}");
+    }
+    println!("DONE");
+}
+
+// ---------------------------------------------------------------------------
+// Running a child.
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn describe(&self) -> String {
+        format!(
+            "child {}\nstdout:\n{}\nstderr:\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs child test `test` on `dir` through `sh`, with SIGXFSZ ignored and
+/// `ulimit -f` set to `ulimit_blocks` if given. Kills it after a minute.
+fn run_child(test: &str, dir: &Path, ulimit_blocks: Option<u64>, envs: &[(&str, String)]) -> Output {
+    let ulimit = ulimit_blocks.map_or(String::new(), |blocks| format!("ulimit -f {blocks} || exit 99; "));
+    let script = format!("trap '' XFSZ; {ulimit}exec \"$0\" \"$@\"");
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&script)
+        .arg(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(ENV_DIR, dir)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning sh");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().expect("waiting for the killed child");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+
+#[test]
+fn append_fails_cleanly_when_a_new_segment_cannot_be_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_child(
+        APPEND_CHILD,
+        dir.path(),
+        None,
+        &[(ENV_LIMIT, APPEND_LIMIT_BYTES.to_string())],
+    );
+    let context = output.describe();
+    assert!(output.status.success(), "the child's checks failed: {context}");
+    assert!(
+        output.stdout.contains("\nCLOSED\n"),
+        "the child did not finish: {context}"
+    );
+    assert_eq!(output.stdout.matches("ERROR ").count(), 1, "{context}");
+
+    // Rebuild what the child reported, in order.
+    let mut expected = Vec::new();
+    for line in output.stdout.lines().filter_map(|l| l.strip_prefix("ACK ")) {
+        let (offset, kind) = line.split_once(' ').unwrap();
+        let offset: u64 = offset.parse().unwrap();
+        assert_eq!(offset, expected.len() as u64, "{context}");
+        expected.push(if kind == "big" { big(offset) } else { small(offset) });
+    }
+    assert!(
+        expected.len() > 10,
+        "the child appended too little before failing: {context}"
+    );
+
+    // Reopened without the limit: everything is there, and the log grows again.
+    let log = Log::open(dir.path(), options()).unwrap();
+    assert!(log.recovery_report().clean_shutdown, "{:?}", log.recovery_report());
+    assert_holds(&log, &expected, "reopened without the limit");
+    for _ in 0..200 {
+        let offset = expected.len() as u64;
+        assert_eq!(log.append(big(offset)).unwrap(), offset);
+        expected.push(big(offset));
+    }
+    assert!(segment_files(dir.path()).len() >= 3, "appends did not roll segments");
+    assert_holds(&log, &expected, "after appending again");
+    log.close().unwrap();
+    let log = Log::open(dir.path(), options()).unwrap();
+    assert_holds(&log, &expected, "reopened at the end");
+}
+
+/// Opening a log preallocates its active segment; under a file size limit
+/// that fails. The directory must be unharmed, whether the log was closed
+/// cleanly or crashed before.
+#[test]
+fn open_fails_cleanly_when_the_active_segment_cannot_be_allocated() {
+    for crashed in [false, true] {
+        let context = if crashed {
+            "after a crash"
+        } else {
+            "after a clean close"
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), options()).unwrap();
+        let mut expected = Vec::new();
+        for offset in 0..10 {
+            assert_eq!(log.append(big(offset)).unwrap(), offset);
+            expected.push(big(offset));
+        }
+        let data_bytes = SEGMENT_HEADER_BYTES as u64 + 10 * one_record_batch(RECORD_BYTES);
+        if crashed {
+            log.simulate_crash(); // the segment stays preallocated to full size
+        } else {
+            log.close().unwrap(); // the segment is trimmed to its data
+        }
+
+        // `ulimit -f` counts 512-byte blocks in dash and 1024-byte blocks in
+        // bash: either way the limit lies between the data and a segment.
+        let blocks = 40;
+        assert!(blocks * 512 > data_bytes && blocks * 1024 < SEGMENT_BYTES);
+        let output = run_child(OPEN_CHILD, dir.path(), Some(blocks), &[]);
+        let described = output.describe();
+        assert!(
+            output.status.success(),
+            "{context}: the child's checks failed: {described}"
+        );
+        assert_eq!(
+            output.stdout.matches("OPEN FAILED ").count(),
+            2,
+            "{context}: {described}"
+        );
+        assert!(output.stdout.contains("\nDONE\n"), "{context}: {described}");
+
+        let log = Log::open(dir.path(), options()).unwrap_or_else(|e| panic!("{context}: reopen: {e}"));
+        assert_eq!(
+            log.recovery_report().truncated_at,
+            None,
+            "{context}: {:?}",
+            log.recovery_report()
+        );
+        assert_holds(&log, &expected, context);
+        for _ in 0..100 {
+            let offset = expected.len() as u64;
+            assert_eq!(log.append(big(offset)).unwrap(), offset);
+            expected.push(big(offset));
+        }
+        assert_holds(&log, &expected, context);
+        assert!(segment_files(dir.path()).len() >= 2, "{context}: appends did not roll");
+    }
+}
