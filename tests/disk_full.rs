@@ -87,37 +87,24 @@ fn ignores_sigxfsz() -> bool {
     mask & (1 << (SIGXFSZ - 1)) != 0
 }
 
-/// Lowers this process's soft `RLIMIT_FSIZE`. No crate offers it here (std
-/// has no rlimit API, rustix is built without its `process` feature), so
-/// call the C library, which std links anyway.
+/// Lowers this process's soft `RLIMIT_FSIZE` (rustix's `process` feature is
+/// enabled for tests only).
 fn lower_file_size_limit(bytes: u64) {
-    use std::ffi::{c_int, c_ulong};
-
-    #[repr(C)]
-    struct RLimit {
-        current: c_ulong,
-        maximum: c_ulong,
-    }
-    const RLIMIT_FSIZE: c_int = 1;
-    unsafe extern "C" {
-        fn getrlimit(resource: c_int, limit: *mut RLimit) -> c_int;
-        fn setrlimit(resource: c_int, limit: *const RLimit) -> c_int;
-    }
-    let mut limit = RLimit { current: 0, maximum: 0 };
-    // SAFETY: `RLimit` has the layout of Linux's `struct rlimit` (two
-    // `rlim_t`, which is `unsigned long`), and the pointer is valid for
-    // writing one of them.
-    let status = unsafe { getrlimit(RLIMIT_FSIZE, &mut limit) };
-    assert_eq!(status, 0, "getrlimit: {}", std::io::Error::last_os_error());
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Fsize);
     assert!(
-        bytes as c_ulong <= limit.maximum,
-        "hard limit {} too low",
+        limit.maximum.is_none_or(|max| bytes <= max),
+        "hard limit {:?} too low",
         limit.maximum
     );
-    limit.current = bytes as c_ulong;
-    // SAFETY: as above; the pointer is valid for reading one `struct rlimit`.
-    let status = unsafe { setrlimit(RLIMIT_FSIZE, &limit) };
-    assert_eq!(status, 0, "setrlimit: {}", std::io::Error::last_os_error());
+    setrlimit(
+        Resource::Fsize,
+        Rlimit {
+            current: Some(bytes),
+            maximum: limit.maximum,
+        },
+    )
+    .expect("setrlimit");
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
