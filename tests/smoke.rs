@@ -174,3 +174,34 @@ fn simulated_crash_recovers_everything_written() {
     assert_eq!(report.truncated_at, None, "{report:?}");
     assert_holds(&log, 0..300);
 }
+
+#[test]
+fn log_and_its_outputs_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Log>();
+    assert_send_sync::<replog::Record>();
+    fn assert_send<T: Send>() {}
+    assert_send::<replog::Iter>();
+}
+
+#[test]
+fn retention_by_age_deletes_closed_segments_of_old_records_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let day_ms = 24 * 3600 * 1000;
+    let retention = Retention { max_bytes: None, max_age: Some(Duration::from_secs(24 * 3600)) };
+    let log = Log::open(dir.path(), small().retention(retention)).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    // Old posts fill several segments; then fresh ones.
+    for i in 0..300u64 {
+        log.append_record(NewRecord::new(&value(i)).timestamp(now - 3 * day_ms)).unwrap();
+    }
+    let old_end = log.next_offset();
+    for i in 300..600u64 {
+        log.append_record(NewRecord::new(&value(i)).timestamp(now)).unwrap();
+    }
+    let start = log.enforce_retention().unwrap();
+    assert!(start > 0, "old segments were deleted");
+    assert!(start <= old_end, "no segment holding a fresh record was deleted");
+    assert_holds(&log, start..600);
+    assert_eq!(log.offset_for_timestamp(now - day_ms).unwrap(), Some(old_end));
+}
