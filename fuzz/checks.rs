@@ -26,16 +26,7 @@ pub fn batch_decode(data: &[u8]) {
         position = next;
     }
     assert_eq!(position, batch.len());
-    let records: Vec<NewRecord<'_>> = fields
-        .iter()
-        .map(|f| {
-            let record = NewRecord::new(&batch[f.value.clone()]).timestamp(f.timestamp_ms);
-            match &f.key {
-                Some(key) => record.key(&batch[key.clone()]),
-                None => record,
-            }
-        })
-        .collect();
+    let records: Vec<NewRecord<'_>> = fields.iter().map(|f| f.to_new_record(batch)).collect();
     let again = codec::encode_batch_to_vec(&records, header.base_offset, header.leader_epoch, 0);
     assert_eq!(again, batch, "re-encoding a valid batch gives the same bytes");
 }

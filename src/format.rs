@@ -204,6 +204,18 @@ pub struct RecordFields {
     pub value: Range<usize>,
 }
 
+impl RecordFields {
+    /// The record as input for encoding again (same key, value and
+    /// timestamp), borrowing from `batch`, the bytes the ranges point into.
+    pub fn to_new_record<'a>(&self, batch: &'a [u8]) -> NewRecord<'a> {
+        let record = NewRecord::new(&batch[self.value.clone()]).timestamp(self.timestamp_ms);
+        match &self.key {
+            Some(key) => record.key(&batch[key.clone()]),
+            None => record,
+        }
+    }
+}
+
 /// Decodes the record starting at `position` in `batch`; returns it and the
 /// position of the next record. Every length is checked against `batch`.
 pub fn decode_record(batch: &[u8], position: usize) -> Result<(RecordFields, usize), DecodeError> {

@@ -845,16 +845,7 @@ fn reencode_prefix(
         fields.push(record);
         cursor = next;
     }
-    let records: Vec<NewRecord<'_>> = fields
-        .iter()
-        .map(|f| {
-            let record = NewRecord::new(&batch[f.value.clone()]).timestamp(f.timestamp_ms);
-            match &f.key {
-                Some(key) => record.key(&batch[key.clone()]),
-                None => record,
-            }
-        })
-        .collect();
+    let records: Vec<NewRecord<'_>> = fields.iter().map(|f| f.to_new_record(&batch)).collect();
     Ok(format::encode_batch_to_vec(
         &records,
         header.base_offset,
