@@ -46,6 +46,8 @@ use crate::format::ByteSink;
 pub(crate) struct MappedFile {
     map: MmapRaw,
     path: PathBuf,
+    /// The file, for writable mappings only (to start write-back).
+    file: Option<File>,
     /// Bytes below this are complete and immutable forever (invariant 2).
     frozen: AtomicU64,
     /// Set once the single writer has been handed out (invariant 3).
@@ -67,9 +69,15 @@ impl MappedFile {
             options.map_raw(file)
         };
         let map = map.map_err(|e| Error::io("mmap", path, e))?;
+        let file = if frozen == len {
+            None
+        } else {
+            Some(file.try_clone().map_err(|e| Error::io("dup segment file", path, e))?)
+        };
         Ok(Arc::new(MappedFile {
             map,
             path: path.to_path_buf(),
+            file,
             frozen: AtomicU64::new(frozen),
             writer_taken: AtomicBool::new(false),
         }))
@@ -150,6 +158,20 @@ impl MappedFile {
             return Ok(());
         }
         self.map.advise_range(Advice::PopulateWrite, start, len)
+    }
+
+    /// Starts writing back the dirty pages covering `range`, without waiting
+    /// for them and without a device flush (`POSIX_FADV_DONTNEED`, which on
+    /// Linux starts write-back and drops only clean pages no one maps; these
+    /// stay mapped). Makes nothing durable; a later sync finds less to do.
+    pub(crate) fn start_write_back(&self, range: Range<u64>) -> std::io::Result<()> {
+        let (start, len) = self.page_span(range);
+        match (&self.file, std::num::NonZeroU64::new(len as u64)) {
+            (Some(file), Some(len)) => {
+                rustix::fs::fadvise(file, start as u64, Some(len), rustix::fs::Advice::DontNeed).map_err(Into::into)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `range` clamped to the mapping and widened to whole pages.

@@ -1,8 +1,15 @@
-//! Pre-faulting: a background thread keeps the pages just past the write
-//! position of the active segment faulted in and writable
-//! (`MADV_POPULATE_WRITE`), so appends copy into memory without taking a
-//! page fault. On a kernel without that advice the thread stops and the
-//! writer takes the faults itself (slower, not wrong).
+//! The active segment's background thread, working on both sides of the
+//! writer:
+//!
+//! - **Pre-faulting ahead**: it keeps the pages just past the write position
+//!   faulted in and writable (`MADV_POPULATE_WRITE`), so appends copy into
+//!   memory without taking a page fault. On a kernel without that advice it
+//!   stops pre-faulting and the writer takes the faults (slower, not wrong).
+//! - **Writing back behind** (when asked; the log asks under
+//!   `SyncPolicy::Never`): it starts write-back of frozen bytes behind the
+//!   writer (without waiting for it), so the disk works while the writer
+//!   goes on and sealing the segment at a roll finds little left to write. This moves no durability mark: only a
+//!   sync the log itself makes counts for that.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,12 +20,18 @@ use crate::mmap::MappedFile;
 
 /// Bytes populated per `madvise` call, so a retarget never waits long.
 const CHUNK_BYTES: u64 = 1 << 20;
+/// Bytes whose write-back is started per call behind the writer.
+const WRITE_BACK_CHUNK_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, Default)]
 struct State {
     target: Option<Arc<MappedFile>>,
     done_to: u64,
     wanted_to: u64,
+    /// Frozen bytes below this were flushed behind the writer.
+    written_back_to: u64,
+    /// The writer asked for frozen bytes below this to be flushed.
+    write_back_wanted_to: u64,
     busy: bool,
     stop: bool,
     unsupported: bool,
@@ -63,6 +76,18 @@ impl Prefaulter {
         }
     }
 
+    /// Asks for the frozen bytes below `upto` to be written back.
+    pub(crate) fn request_write_back(&self, upto: u64) {
+        if self.thread.is_none() {
+            return;
+        }
+        let mut state = self.shared.state.lock();
+        if upto > state.write_back_wanted_to {
+            state.write_back_wanted_to = upto;
+            self.shared.changed.notify_all();
+        }
+    }
+
     /// Switches to a new mapping (or to none), starting at `from`. Returns
     /// once the thread no longer touches the previous mapping, so it may be
     /// trimmed.
@@ -74,6 +99,8 @@ impl Prefaulter {
         state.target = target;
         state.done_to = from;
         state.wanted_to = from;
+        state.written_back_to = from;
+        state.write_back_wanted_to = from;
         self.shared.changed.notify_all();
     }
 
@@ -93,32 +120,63 @@ impl Drop for Prefaulter {
     }
 }
 
+/// One piece of work for the thread.
+enum Work {
+    Populate(Arc<MappedFile>, u64, u64),
+    WriteBack(Arc<MappedFile>, u64, u64),
+}
+
+/// The next piece of work: pre-faulting first (the writer is about to need
+/// it), then writing back.
+fn next_work(state: &State) -> Option<Work> {
+    let map = state.target.as_ref()?;
+    let wanted = state.wanted_to.min(map.len());
+    if !state.unsupported && state.done_to < wanted {
+        let end = wanted.min(state.done_to + CHUNK_BYTES);
+        return Some(Work::Populate(Arc::clone(map), state.done_to, end));
+    }
+    let write_back = state.write_back_wanted_to.min(map.frozen_len());
+    if state.written_back_to < write_back {
+        let end = write_back.min(state.written_back_to + WRITE_BACK_CHUNK_BYTES);
+        return Some(Work::WriteBack(Arc::clone(map), state.written_back_to, end));
+    }
+    None
+}
+
 fn run(shared: &Shared) {
     let mut state = shared.state.lock();
     loop {
         if state.stop {
             return;
         }
-        let work = match &state.target {
-            Some(map) if !state.unsupported && state.done_to < state.wanted_to.min(map.len()) => {
-                let end = state.wanted_to.min(map.len()).min(state.done_to + CHUNK_BYTES);
-                Some((Arc::clone(map), state.done_to, end))
-            }
-            _ => None,
-        };
-        let Some((map, start, end)) = work else {
+        let Some(work) = next_work(&state) else {
             shared.changed.wait(&mut state);
             continue;
         };
         state.busy = true;
-        let result = parking_lot::MutexGuard::unlocked(&mut state, || map.populate(start..end));
+        let outcome = parking_lot::MutexGuard::unlocked(&mut state, || match &work {
+            Work::Populate(map, start, end) => map.populate(*start..*end).is_ok(),
+            // A failed write-back start is harmless: the log's own syncs
+            // write everything and report their failures.
+            Work::WriteBack(map, start, end) => map.start_write_back(*start..*end).is_ok(),
+        });
         state.busy = false;
-        if result.is_err() {
-            state.unsupported = true;
-        }
-        let same_target = state.target.as_ref().is_some_and(|t| Arc::ptr_eq(t, &map));
-        if same_target && state.done_to == start {
-            state.done_to = end;
+        let same_target =
+            |state: &State, map: &Arc<MappedFile>| state.target.as_ref().is_some_and(|t| Arc::ptr_eq(t, map));
+        match work {
+            Work::Populate(map, start, end) => {
+                if !outcome {
+                    state.unsupported = true;
+                }
+                if same_target(&state, &map) && state.done_to == start {
+                    state.done_to = end;
+                }
+            }
+            Work::WriteBack(map, start, end) => {
+                if same_target(&state, &map) && state.written_back_to == start {
+                    state.written_back_to = end;
+                }
+            }
         }
         shared.changed.notify_all();
     }
