@@ -256,11 +256,15 @@ impl Log {
     /// [`Error::OffsetOutOfRange`] outside `start_offset()..next_offset()`,
     /// [`Error::Corrupt`] if the stored batch fails its checks.
     pub fn read(&self, offset: u64) -> Result<Record> {
-        let out_of_range = || self.out_of_range(offset);
         let end = self.shared.next_offset.load(Ordering::Acquire);
-        if offset >= end || offset < self.start_offset() {
-            return Err(out_of_range());
+        let start = self.start_offset();
+        if offset >= end || offset < start {
+            // The range this decision used, so the error never contradicts itself.
+            return Err(Error::OffsetOutOfRange { offset, start, end });
         }
+        // Not found past this point means a concurrent truncation or deletion
+        // removed it; both move the bounds first, so reloading them is consistent.
+        let out_of_range = || self.out_of_range(offset);
         let segments = self.shared.snapshot();
         let segment = find_segment(&segments, offset).ok_or_else(out_of_range)?;
         segment.read(offset)?.ok_or_else(out_of_range)
@@ -279,7 +283,11 @@ impl Log {
         let end = segments.last().expect("a log always has a segment").next_offset();
         let start = segments[0].base_offset().max(self.start_offset());
         if from < start || from > end {
-            return Iter::failed(self.out_of_range(from));
+            return Iter::failed(Error::OffsetOutOfRange {
+                offset: from,
+                start,
+                end,
+            });
         }
         Iter::new(segments, from, end)
     }
@@ -614,13 +622,17 @@ impl Shared {
         Ok(())
     }
 
-    /// Keeps pages ahead of the write position pre-faulted.
+    /// Keeps pages ahead of the write position pre-faulted and, under
+    /// `SyncPolicy::Never`, pages behind it written back (see `prefault`).
     fn prefault_ahead(&self, writer: &mut Writer) {
         let ahead = self.options.prefault_bytes;
         let position = writer.active.position();
         if ahead > 0 && position + ahead / 2 >= writer.prefault_requested_to {
             writer.prefault_requested_to = position + ahead;
             self.prefaulter.request(writer.prefault_requested_to);
+            if self.options.sync == SyncPolicy::Never {
+                self.prefaulter.request_write_back(position);
+            }
         }
     }
 
@@ -669,9 +681,10 @@ impl Shared {
         if count == 0 {
             return Ok(());
         }
+        // Raise the start first: a reader that passed the start check must
+        // still find its segment in the list it takes afterwards.
+        self.start_offset.store(segments[count].base_offset(), Ordering::SeqCst);
         self.replace_segments(segments[count..].to_vec());
-        self.start_offset
-            .store(segments[count].base_offset(), Ordering::Release);
         for segment in &segments[..count] {
             segment.remove_files()?;
         }
@@ -765,8 +778,11 @@ impl Shared {
         remaining.push(Arc::clone(&fresh_segment));
         debug_assert_eq!(fresh_segment.next_offset(), offset);
         writer.active = fresh;
-        self.replace_segments(remaining);
+        // Lower the end before the data goes (the mirror of an append, which
+        // adds data before raising the end), so a reader that misses the cut
+        // records finds the end already below them.
         self.next_offset.store(offset, Ordering::SeqCst);
+        self.replace_segments(remaining);
         let synced = SyncedTo {
             offset,
             segment_base: cut_base,

@@ -188,12 +188,19 @@ fn log_and_its_outputs_are_send_and_sync() {
 fn retention_by_age_deletes_closed_segments_of_old_records_only() {
     let dir = tempfile::tempdir().unwrap();
     let day_ms = 24 * 3600 * 1000;
-    let retention = Retention { max_bytes: None, max_age: Some(Duration::from_secs(24 * 3600)) };
+    let retention = Retention {
+        max_bytes: None,
+        max_age: Some(Duration::from_secs(24 * 3600)),
+    };
     let log = Log::open(dir.path(), small().retention(retention)).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     // Old posts fill several segments; then fresh ones.
     for i in 0..300u64 {
-        log.append_record(NewRecord::new(&value(i)).timestamp(now - 3 * day_ms)).unwrap();
+        log.append_record(NewRecord::new(&value(i)).timestamp(now - 3 * day_ms))
+            .unwrap();
     }
     let old_end = log.next_offset();
     for i in 300..600u64 {
