@@ -124,10 +124,10 @@ fn durable_run(log: &Arc<Log>, threads: usize, per_thread: u64) -> Duration {
 fn durable_append(c: &mut Criterion) {
     let mut group = c.benchmark_group("durable_append_256B");
     group.sample_size(10);
-    for threads in [1usize, 8] {
+    for threads in [1usize, 8, 16] {
         let dir = tempfile::tempdir().unwrap();
         let log = Arc::new(Log::open(dir.path(), options(SyncPolicy::Always)).unwrap());
-        let per_thread = 200;
+        let per_thread = 500;
         group.throughput(Throughput::Elements(threads as u64 * per_thread));
         group.bench_function(format!("{threads}_threads"), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| durable_run(&log, threads, per_thread)).sum())
@@ -140,11 +140,7 @@ fn durable_append(c: &mut Criterion) {
 fn reopen(c: &mut Criterion) {
     const RECORDS: u64 = 4 << 20; // 4 Mi records of 256 B values: 1.25 GiB on disk
     let dir = tempfile::tempdir().unwrap();
-    let retention = replog::Retention {
-        max_bytes: Some(3 << 29),
-        max_age: None,
-    };
-    let options = Options::default().sync(SyncPolicy::Never).retention(retention);
+    let options = Options::default().sync(SyncPolicy::Never);
     {
         let log = Log::open(dir.path(), options.clone()).unwrap();
         let value = vec![7u8; VALUE_BYTES];
@@ -168,7 +164,10 @@ fn reopen(c: &mut Criterion) {
         )
     });
     // Recovery scans what was appended since the last recovery point (the
-    // last open or segment roll): here a 64 MiB tail of 1000-record batches.
+    // last open, roll, or sync): here a 64 MiB tail of 1000-record batches.
+    // Segments of the largest size keep the tails from rolling (a roll would
+    // move the recovery point past them).
+    let options = options.clone().segment_bytes(replog::SEGMENT_BYTES_MAX);
     let tail_batches = (64 << 20) / (1000 * (VALUE_BYTES + 16));
     group.bench_function("after_crash_with_64MiB_tail", |b| {
         b.iter_custom(|iters| {
