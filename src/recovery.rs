@@ -39,7 +39,8 @@ pub struct RecoveryReport {
     /// Offset at which a torn or damaged tail was cut, if one was.
     pub truncated_at: Option<u64>,
     /// Non-zero bytes discarded past the cut (the torn batch and anything
-    /// after it, deleted later segments included).
+    /// after it, deleted later segments included). Each file is examined up
+    /// to its first all-zero MiB past the cut (see `nonzero_bytes_after`).
     pub bytes_truncated: u64,
     /// Segments deleted because they lay past the cut.
     pub segments_deleted: usize,
@@ -435,7 +436,7 @@ fn scan_tail(
     });
     report.segments_scanned += 1;
     report.bytes_scanned += scanned.position - position;
-    let nonzero_after = nonzero_bytes_after(&segment.file, data, scanned.position);
+    let nonzero_after = nonzero_bytes_after(data, scanned.position);
     let last_epoch = scanned.last_epoch.unwrap_or(0);
     Ok(TailScan {
         next_offset: scanned.next_offset,
@@ -454,37 +455,27 @@ fn scan_tail(
     })
 }
 
-/// How far past `from` the last non-zero byte of `data` lies (0 if none).
-/// Skips ranges the file system reports as holes or never-written extents
-/// (`SEEK_DATA`/`SEEK_HOLE`), so a mostly preallocated segment is cheap.
-fn nonzero_bytes_after(file: &File, data: &[u8], from: u64) -> u64 {
-    use rustix::fs::{SeekFrom, seek};
-    let len = data.len() as u64;
-    let last_nonzero = |start: u64, end: u64| {
-        data[start as usize..end as usize]
-            .iter()
-            .rposition(|&b| b != 0)
-            .map(|i| start + i as u64 + 1)
-    };
+/// How far past `from` the last non-zero byte of `data` lies, looking no
+/// further than the first window of [`ZERO_WINDOW_BYTES`] (counted from
+/// `from`) that is all zeros. The writer fills a segment front to back, so past such a window
+/// lies only preallocation never written; stopping there keeps recovery's
+/// cost proportional to what was written, not to the segment's size.
+fn nonzero_bytes_after(data: &[u8], from: u64) -> u64 {
     let mut last = None;
-    let mut position = from;
-    while position < len {
-        let data_start = match seek(file, SeekFrom::Data(position)) {
-            Ok(start) => start.min(len),
-            Err(rustix::io::Errno::NXIO) => break, // nothing but holes past `position`
-            Err(_) => position,                    // no SEEK_DATA here: look at every byte
-        };
-        let data_end = seek(file, SeekFrom::Hole(data_start))
-            .unwrap_or(len)
-            .clamp(data_start, len);
-        if data_start == data_end {
-            break;
+    let mut window_start = from as usize;
+    while window_start < data.len() {
+        let window_end = (window_start + ZERO_WINDOW_BYTES).min(data.len());
+        match data[window_start..window_end].iter().rposition(|&b| b != 0) {
+            Some(i) => last = Some(window_start + i + 1),
+            None => break,
         }
-        last = last_nonzero(data_start, data_end).or(last);
-        position = data_end;
+        window_start = window_end;
     }
-    last.map_or(0, |end| end - from)
+    last.map_or(0, |end| (end as u64).saturating_sub(from))
 }
+
+/// See [`nonzero_bytes_after`].
+const ZERO_WINDOW_BYTES: usize = 1 << 20;
 
 /// A scanned segment that ends exactly where the next begins: trim, write
 /// its index files, open it sealed.
@@ -509,7 +500,7 @@ fn seal_scanned(dir: &Path, segment: Found, scanned: &TailScan, options: &Option
 fn nonzero_bytes_past(segment: &Found, from: u64) -> Result<u64> {
     let map = MappedFile::map(&segment.file, &segment.path, segment.len, segment.len)?;
     let data = map.view(0..segment.len).expect("whole file is frozen");
-    Ok(nonzero_bytes_after(&segment.file, data, from))
+    Ok(nonzero_bytes_after(data, from))
 }
 
 /// Trims a sealed segment's file to `end` if only zeros lie past it
@@ -600,7 +591,7 @@ mod tests {
     use std::os::unix::fs::FileExt;
 
     #[test]
-    fn nonzero_bytes_are_found_past_holes_and_preallocated_zeros() {
+    fn nonzero_bytes_are_found_up_to_the_first_zero_mib() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = OpenOptions::new()
@@ -613,10 +604,24 @@ mod tests {
         preallocate(&file, &path, 8 << 20).unwrap();
         let map = MappedFile::map(&file, &path, 8 << 20, 8 << 20).unwrap();
         let data = map.view(0..8 << 20).unwrap();
-        assert_eq!(nonzero_bytes_after(&file, data, 100), 0);
-        file.write_all_at(b"x", 3 << 20).unwrap();
-        file.write_all_at(b"yz", 6 << 20).unwrap();
-        assert_eq!(nonzero_bytes_after(&file, data, 100), (6 << 20) + 2 - 100);
-        assert_eq!(nonzero_bytes_after(&file, data, (6 << 20) + 2), 0);
+        assert_eq!(nonzero_bytes_after(data, 100), 0);
+        file.write_all_at(b"x", (1 << 20) + 5).unwrap();
+        file.write_all_at(b"yz", (2 << 20) + 7).unwrap();
+        file.write_all_at(b"far", 6 << 20).unwrap();
+        assert_eq!(
+            nonzero_bytes_after(data, 100),
+            (2 << 20) + 9 - 100,
+            "stops at the zero MiB before 6 MiB"
+        );
+        assert_eq!(nonzero_bytes_after(data, (2 << 20) + 9), 0);
+        assert_eq!(
+            nonzero_bytes_after(data, 5 << 20),
+            0,
+            "a whole zero MiB ends the search"
+        );
+        assert_eq!(
+            nonzero_bytes_after(data, (5 << 20) + 10),
+            (6 << 20) + 3 - (5 << 20) - 10
+        );
     }
 }
