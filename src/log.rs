@@ -21,6 +21,9 @@ use crate::recovery::{self, RecoveryReport, write_open_checkpoint};
 use crate::segment::{Segment, SegmentWriter};
 use crate::sync::{GroupCommit, SyncedTo};
 
+/// How far behind the write position write-back (under `SyncPolicy::Never`) stays.
+const WRITE_BACK_LAG_BYTES: u64 = 1 << 20;
+
 /// Least time between two recovery-point writes from the sync path.
 const RECOVERY_POINT_INTERVAL_MS: i64 = 1000;
 
@@ -631,7 +634,10 @@ impl Shared {
             writer.prefault_requested_to = position + ahead;
             self.prefaulter.request(writer.prefault_requested_to);
             if self.options.sync == SyncPolicy::Never {
-                self.prefaulter.request_write_back(position);
+                // Trail the writer: write-back write-protects the pages it
+                // cleans, and the page being filled would then fault again.
+                let behind = position.saturating_sub(WRITE_BACK_LAG_BYTES) / 4096 * 4096;
+                self.prefaulter.request_write_back(behind);
             }
         }
     }
