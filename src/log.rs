@@ -453,6 +453,14 @@ impl Log {
         self.close_inner()
     }
 
+    /// Poisons the handle exactly as a failed sync does (for tests of what
+    /// follows: refused writes, no clean-shutdown checkpoint). The detection
+    /// of a failed sync itself is tested in `sync::tests`.
+    #[doc(hidden)]
+    pub fn poison_for_testing(&self) {
+        self.shared.group.poison();
+    }
+
     /// Drops the handle the way a killed process would: no final sync, no
     /// trim, no clean-shutdown checkpoint, so the next open runs crash
     /// recovery. (The page cache survives, as it does when a process dies.)

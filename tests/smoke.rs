@@ -212,3 +212,29 @@ fn retention_by_age_deletes_closed_segments_of_old_records_only() {
     assert_holds(&log, start..600);
     assert_eq!(log.offset_for_timestamp(now - day_ms).unwrap(), Some(old_end));
 }
+
+#[test]
+fn a_poisoned_log_refuses_writes_keeps_reads_and_recovers_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    for i in 0..50 {
+        log.append(value(i)).unwrap();
+    }
+    log.poison_for_testing();
+    assert!(matches!(log.append(b"x"), Err(Error::Poisoned)));
+    assert!(matches!(log.append_batch([b"x"]), Err(Error::Poisoned)));
+    assert!(matches!(log.sync(), Err(Error::Poisoned)));
+    assert!(matches!(log.truncate(10), Err(Error::Poisoned)));
+    assert_holds(&log, 0..50);
+    assert!(
+        matches!(log.close(), Err(Error::Poisoned)),
+        "close reports the poisoning"
+    );
+    let log = Log::open(dir.path(), small()).unwrap();
+    assert!(
+        !log.recovery_report().clean_shutdown,
+        "no clean checkpoint after poisoning"
+    );
+    assert_holds(&log, 0..50);
+    assert_eq!(log.append(value(50)).unwrap(), 50);
+}
