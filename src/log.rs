@@ -640,13 +640,11 @@ impl Shared {
         let position = writer.active.position();
         if ahead > 0 && position + ahead / 2 >= writer.prefault_requested_to {
             writer.prefault_requested_to = position + ahead;
-            self.prefaulter.request(writer.prefault_requested_to);
-            if self.options.sync == SyncPolicy::Never {
-                // Trail the writer: write-back write-protects the pages it
-                // cleans, and the page being filled would then fault again.
-                let behind = position.saturating_sub(WRITE_BACK_LAG_BYTES) / 4096 * 4096;
-                self.prefaulter.request_write_back(behind);
-            }
+            // Write-back trails the writer: it write-protects the pages it
+            // cleans, and the page being filled would then fault again.
+            let write_back_to = (self.options.sync == SyncPolicy::Never)
+                .then(|| position.saturating_sub(WRITE_BACK_LAG_BYTES) / 4096 * 4096);
+            self.prefaulter.request(writer.prefault_requested_to, write_back_to);
         }
     }
 

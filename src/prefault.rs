@@ -64,26 +64,18 @@ impl Prefaulter {
         Prefaulter { shared, thread }
     }
 
-    /// Asks for `[.., upto)` of the current target to be populated.
-    pub(crate) fn request(&self, upto: u64) {
+    /// Asks for `[.., populate_to)` of the current target to be populated
+    /// and, if given, its frozen bytes below `write_back_to` written back.
+    pub(crate) fn request(&self, populate_to: u64, write_back_to: Option<u64>) {
         if self.thread.is_none() {
             return;
         }
         let mut state = self.shared.state.lock();
-        if upto > state.wanted_to {
-            state.wanted_to = upto;
-            self.shared.changed.notify_all();
+        let mut raised = raise(&mut state.wanted_to, populate_to);
+        if let Some(upto) = write_back_to {
+            raised |= raise(&mut state.write_back_wanted_to, upto);
         }
-    }
-
-    /// Asks for the frozen bytes below `upto` to be written back.
-    pub(crate) fn request_write_back(&self, upto: u64) {
-        if self.thread.is_none() {
-            return;
-        }
-        let mut state = self.shared.state.lock();
-        if upto > state.write_back_wanted_to {
-            state.write_back_wanted_to = upto;
+        if raised {
             self.shared.changed.notify_all();
         }
     }
@@ -118,6 +110,15 @@ impl Drop for Prefaulter {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Moves `mark` up to `to`; returns whether it moved.
+fn raise(mark: &mut u64, to: u64) -> bool {
+    let raised = to > *mark;
+    if raised {
+        *mark = to;
+    }
+    raised
 }
 
 /// One piece of work for the thread.
