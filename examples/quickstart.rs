@@ -101,10 +101,15 @@ fn main() -> replog::Result<()> {
 
 fn report(what: &str, records: u64, record_bytes: usize, elapsed: std::time::Duration) {
     let seconds = elapsed.as_secs_f64();
+    let rate = records as f64 / seconds;
+    let rate = if rate >= 1e5 {
+        format!("{:.2} M records/s", rate / 1e6)
+    } else {
+        format!("{:.1} k records/s", rate / 1e3)
+    };
     println!(
-        "{what}: {records} records of {record_bytes} B in {:.1} ms = {:.2} M records/s, {:.0} MB/s",
+        "{what}: {records} records of {record_bytes} B in {:.1} ms = {rate}, {:.1} MB/s",
         seconds * 1e3,
-        records as f64 / seconds / 1e6,
         records as f64 * record_bytes as f64 / seconds / 1e6
     );
 }
