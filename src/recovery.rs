@@ -300,7 +300,8 @@ fn recovery_point(dir: &Path, found: &[Found], checkpoint: Option<Checkpoint>) -
             if checkpoint.position >= SEGMENT_HEADER_BYTES as u64
                 && checkpoint.position <= f.len
                 && checkpoint.next_offset >= f.base
-                && checkpoint.next_offset - f.base <= u32::MAX as u64 =>
+                // Every record takes bytes: no more offsets than positions.
+                && checkpoint.next_offset - f.base <= checkpoint.position =>
         {
             Ok(checkpoint)
         }

@@ -238,3 +238,26 @@ fn a_poisoned_log_refuses_writes_keeps_reads_and_recovers_on_reopen() {
     assert_holds(&log, 0..50);
     assert_eq!(log.append(value(50)).unwrap(), 50);
 }
+
+#[test]
+fn a_checkpoint_claiming_more_offsets_than_bytes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    for i in 0..10 {
+        log.append(value(i)).unwrap();
+    }
+    log.simulate_crash();
+    // A well-formed checkpoint (valid CRC) whose recovery point names an
+    // offset that its byte position cannot hold.
+    let path = dir.path().join("checkpoint");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let base = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
+    bytes[32..40].copy_from_slice(&(base + (1 << 31)).to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..60]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    match Log::open(dir.path(), small()) {
+        Err(Error::Corrupt { .. }) => {}
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
