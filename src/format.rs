@@ -21,7 +21,7 @@
 //!  16  u64 base offset (offset of the first record)
 //!  24  u64 leader epoch
 //!  32  i64 first timestamp, ms since the Unix epoch
-//!  40  i64 max timestamp, ms
+//!  40  i64 max timestamp, ms (exactly the largest record timestamp)
 //!
 //! record (16-byte header, then key, then value)
 //!   0  i64 timestamp, ms
@@ -264,18 +264,21 @@ pub fn validate_batch(bytes: &[u8], expected_base: u64) -> Result<BatchHeader, D
         return Err("batch base offset is not the expected next offset");
     }
     let mut position = BATCH_HEADER_BYTES;
+    let mut max_timestamp_ms = i64::MIN;
     for i in 0..header.record_count {
         let (fields, next) = decode_record(batch, position)?;
         if i == 0 && fields.timestamp_ms != header.first_timestamp_ms {
             return Err("first record timestamp differs from batch header");
         }
-        if fields.timestamp_ms > header.max_timestamp_ms {
-            return Err("record timestamp above batch max timestamp");
-        }
+        max_timestamp_ms = max_timestamp_ms.max(fields.timestamp_ms);
         position = next;
     }
     if position != len {
         return Err("records do not fill the batch exactly");
+    }
+    // Exactly the records' maximum: the time index trusts it to find them.
+    if max_timestamp_ms != header.max_timestamp_ms {
+        return Err("batch max timestamp differs from its records' maximum");
     }
     Ok(header)
 }
@@ -460,6 +463,22 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(validate_batch(&bytes[..len], 7).is_err(), "cut at {len} went unnoticed");
         }
+    }
+
+    /// Found by fuzzing (`fuzz/corpus/batch_decode/regression-max-timestamp-above-records`):
+    /// a header max above every record validated, and a timestamp lookup
+    /// then found no record in the batch it pointed to.
+    #[test]
+    fn max_timestamp_must_equal_the_records_maximum() {
+        let records = [NewRecord::new(b"a").timestamp(10), NewRecord::new(b"b").timestamp(20)];
+        let mut bytes = encode_batch_to_vec(&records, 0, 1, 0);
+        bytes[40..48].copy_from_slice(&30i64.to_le_bytes());
+        let crc = batch_checksum(&bytes);
+        bytes[0..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            validate_batch(&bytes, 0),
+            Err("batch max timestamp differs from its records' maximum")
+        );
     }
 
     #[test]
