@@ -333,20 +333,28 @@ fn open_trusted(
             summarize_by_scan(&segment, next_base)?
         }
     };
-    trim_unpublished(&segment, summary.end_position)?;
+    if segment.len > summary.end_position {
+        let past_end = nonzero_bytes_past(&segment, summary.end_position)?;
+        if trim_unpublished(&segment, summary.end_position, past_end)? {
+            segment
+                .file
+                .sync_data()
+                .map_err(|e| Error::io("fsync segment", &segment.path, e))?;
+        }
+    }
     Segment::open_sealed(dir, segment.file, &summary, options.index_interval_bytes)
 }
 
 fn summarize_by_scan(segment: &Found, next_base: u64) -> Result<SegmentSummary> {
-    let map = MappedFile::map(&segment.file, &segment.path, segment.len, segment.len)?;
-    let data = map.view(0..segment.len).expect("whole file is frozen");
-    let scanned = scan(
-        data,
-        SEGMENT_HEADER_BYTES as u64,
-        segment.base,
-        Some(next_base),
-        |_, _| {},
-    );
+    let scanned = with_contents(segment, |data| {
+        scan(
+            data,
+            SEGMENT_HEADER_BYTES as u64,
+            segment.base,
+            Some(next_base),
+            |_, _| {},
+        )
+    })?;
     let reached_next = scanned.damage.is_none() && scanned.next_offset == next_base;
     Ok(SegmentSummary {
         base_offset: segment.base,
@@ -413,46 +421,46 @@ fn scan_tail(
     options: &Options,
     report: &mut RecoveryReport,
 ) -> Result<TailScan> {
-    let map = MappedFile::map(&segment.file, &segment.path, segment.len, segment.len)?;
-    let data = map.view(0..segment.len).expect("whole file is frozen");
-    let capacity = options.segment_bytes.max(segment.len);
-    let index = SparseIndex::with_capacity(capacity_for(capacity, options.index_interval_bytes));
-    let mut builder = IndexBuilder::new(options.index_interval_bytes);
-    // Index the trusted part before the recovery point by walking headers.
-    let mut walk = SEGMENT_HEADER_BYTES as u64;
-    let mut walk_offset = segment.base;
-    while walk < position {
-        let Ok(header) = BatchHeader::decode(&data[walk as usize..]) else {
-            break;
-        };
-        if header.base_offset != walk_offset || walk + header.batch_len as u64 > position {
-            break;
+    with_contents(segment, |data| {
+        let capacity = options.segment_bytes.max(segment.len);
+        let index = SparseIndex::with_capacity(capacity_for(capacity, options.index_interval_bytes));
+        let mut builder = IndexBuilder::new(options.index_interval_bytes);
+        // Index the trusted part before the recovery point by walking headers.
+        let mut walk = SEGMENT_HEADER_BYTES as u64;
+        let mut walk_offset = segment.base;
+        while walk < position {
+            let Ok(header) = BatchHeader::decode(&data[walk as usize..]) else {
+                break;
+            };
+            if header.base_offset != walk_offset || walk + header.batch_len as u64 > position {
+                break;
+            }
+            builder.observe(&index, segment.base, walk, &header);
+            walk += header.batch_len as u64;
+            walk_offset = header.next_offset();
         }
-        builder.observe(&index, segment.base, walk, &header);
-        walk += header.batch_len as u64;
-        walk_offset = header.next_offset();
-    }
-    let scanned = scan(data, position, expected, limit, |at, header| {
-        builder.observe(&index, segment.base, at, header)
-    });
-    report.segments_scanned += 1;
-    report.bytes_scanned += scanned.position - position;
-    let nonzero_after = nonzero_bytes_after(data, scanned.position);
-    let last_epoch = scanned.last_epoch.unwrap_or(0);
-    Ok(TailScan {
-        next_offset: scanned.next_offset,
-        last_epoch,
-        max_timestamp_ms: builder.max_timestamp_ms,
-        damaged: scanned.damage.is_some(),
-        nonzero_after,
-        tail: ActiveTail {
-            end_position: scanned.position,
-            unchecked_end: position,
+        let scanned = scan(data, position, expected, limit, |at, header| {
+            builder.observe(&index, segment.base, at, header)
+        });
+        report.segments_scanned += 1;
+        report.bytes_scanned += scanned.position - position;
+        let nonzero_after = nonzero_bytes_after(data, scanned.position);
+        let last_epoch = scanned.last_epoch.unwrap_or(0);
+        TailScan {
             next_offset: scanned.next_offset,
             last_epoch,
-            index,
-            builder,
-        },
+            max_timestamp_ms: builder.max_timestamp_ms,
+            damaged: scanned.damage.is_some(),
+            nonzero_after,
+            tail: ActiveTail {
+                end_position: scanned.position,
+                unchecked_end: position,
+                next_offset: scanned.next_offset,
+                last_epoch,
+                index,
+                builder,
+            },
+        }
     })
 }
 
@@ -488,7 +496,8 @@ fn seal_scanned(dir: &Path, segment: Found, scanned: &TailScan, options: &Option
         max_timestamp_ms: scanned.max_timestamp_ms,
         last_epoch: scanned.last_epoch,
     };
-    trim_unpublished(&segment, summary.end_position)?;
+    // The scan measured what lies past the end already.
+    trim_unpublished(&segment, summary.end_position, scanned.nonzero_after)?;
     segment
         .file
         .sync_data()
@@ -497,33 +506,33 @@ fn seal_scanned(dir: &Path, segment: Found, scanned: &TailScan, options: &Option
     Segment::open_sealed(dir, segment.file, &summary, options.index_interval_bytes)
 }
 
+/// Calls `look` with the whole file's bytes (mapped; no mapping of the file
+/// exists yet while recovery runs, so they cannot change).
+fn with_contents<T>(segment: &Found, look: impl FnOnce(&[u8]) -> T) -> Result<T> {
+    let map = MappedFile::map(&segment.file, &segment.path, segment.len, segment.len)?;
+    Ok(look(map.view(0..segment.len).expect("whole file is frozen")))
+}
+
 /// How far past `from` the last non-zero byte of a segment file lies.
 fn nonzero_bytes_past(segment: &Found, from: u64) -> Result<u64> {
-    let map = MappedFile::map(&segment.file, &segment.path, segment.len, segment.len)?;
-    let data = map.view(0..segment.len).expect("whole file is frozen");
-    Ok(nonzero_bytes_after(data, from))
+    with_contents(segment, |data| nonzero_bytes_after(data, from))
 }
 
 /// Trims a sealed segment's file to `end` if only zeros lie past it
-/// (preallocation never written). Non-zero bytes past the end were cut by a
+/// (`nonzero_past_end == 0`: preallocation never written); returns whether
+/// it did (the caller syncs). Non-zero bytes past the end were cut by a
 /// truncation, and records an earlier handle in this process returned may
 /// still map them: shortening the file under them would make reading them
 /// fault (`mmap` invariant 4), so they stay until the segment is deleted.
-fn trim_unpublished(segment: &Found, end: u64) -> Result<()> {
-    if segment.len <= end {
-        return Ok(());
-    }
-    if nonzero_bytes_past(segment, end)? > 0 {
-        return Ok(());
+fn trim_unpublished(segment: &Found, end: u64, nonzero_past_end: u64) -> Result<bool> {
+    if segment.len <= end || nonzero_past_end > 0 {
+        return Ok(false);
     }
     segment
         .file
         .set_len(end)
         .map_err(|e| Error::io("trim segment", &segment.path, e))?;
-    segment
-        .file
-        .sync_data()
-        .map_err(|e| Error::io("fsync segment", &segment.path, e))
+    Ok(true)
 }
 
 fn remove_segment(dir: &Path, segment: &Found) -> Result<()> {
