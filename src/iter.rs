@@ -25,17 +25,33 @@ pub struct Iter {
     end: u64,
     /// Index in `segments` of the segment being read.
     segment_index: usize,
-    /// Zero-copy view of the segment being read, from its start.
-    segment_bytes: Option<Bytes>,
+    /// Zero-copy view of the segment being read, holding the current batch:
+    /// normally the segment from its start, so moving to the next batch
+    /// costs no reference count.
+    view: Option<SegmentView>,
     batch: Option<BatchCursor>,
     error: Option<Error>,
+}
+
+/// Bytes of a segment from position `start` on.
+#[derive(Debug)]
+struct SegmentView {
+    bytes: Bytes,
+    start: u64,
+}
+
+impl SegmentView {
+    fn covers(&self, range: &std::ops::Range<u64>) -> bool {
+        self.start <= range.start && range.end <= self.start + self.bytes.len() as u64
+    }
 }
 
 #[derive(Debug)]
 struct BatchCursor {
     position: u64,
     header: BatchHeader,
-    bytes: Bytes,
+    /// Where the batch starts in the view's bytes.
+    view_offset: usize,
     /// Byte position of the next record inside the batch.
     cursor: usize,
     /// Offset of the record at `cursor`.
@@ -50,7 +66,7 @@ impl Iter {
             next: from,
             end,
             segment_index,
-            segment_bytes: None,
+            view: None,
             batch: None,
             error: None,
         }
@@ -62,7 +78,7 @@ impl Iter {
             next: 0,
             end: 0,
             segment_index: 0,
-            segment_bytes: None,
+            view: None,
             batch: None,
             error: Some(error),
         }
@@ -82,7 +98,7 @@ impl Iter {
                     Some(found) => Some(found),
                     None => {
                         self.segment_index += 1;
-                        self.segment_bytes = None;
+                        self.view = None;
                         let segment = self.segments.get(self.segment_index).ok_or_else(|| self.vanished())?;
                         segment.next_batch(SEGMENT_HEADER_BYTES as u64, self.next)?
                     }
@@ -90,11 +106,11 @@ impl Iter {
             }
         };
         let (position, header) = found.ok_or_else(|| self.vanished())?;
-        let bytes = self.batch_bytes(position, &header)?;
+        let view_offset = self.view_batch(position, &header)?;
         let mut batch = BatchCursor {
             position,
             header,
-            bytes,
+            view_offset,
             cursor: BATCH_HEADER_BYTES,
             offset: header.base_offset,
         };
@@ -109,20 +125,38 @@ impl Iter {
 
     /// The batch's bytes, sliced from one view of the segment when possible
     /// (a reference-count increment instead of an allocation).
-    fn batch_bytes(&mut self, position: u64, header: &BatchHeader) -> Result<Bytes> {
-        let end = position + header.batch_len as u64;
-        let segment = Arc::clone(self.segment());
-        if self.segment_bytes.as_ref().is_none_or(|b| (b.len() as u64) < end) {
-            self.segment_bytes = segment.mapping().bytes(0..segment.end_position());
+    /// Makes `self.view` hold the batch at `position` and returns where the
+    /// batch starts in it. The view is the whole segment as far as it is
+    /// written; only a batch the snapshot cannot cover gets a view of its own.
+    fn view_batch(&mut self, position: u64, header: &BatchHeader) -> Result<usize> {
+        let range = position..position + header.batch_len as u64;
+        if !self.view.as_ref().is_some_and(|view| view.covers(&range)) {
+            let segment = Arc::clone(self.segment());
+            self.view = segment
+                .mapping()
+                .bytes(0..segment.end_position())
+                .map(|bytes| SegmentView { bytes, start: 0 })
+                .filter(|view| view.covers(&range));
+            if self.view.is_none() {
+                let bytes = segment.batch_bytes(position, header)?;
+                self.view = Some(SegmentView { bytes, start: position });
+            }
         }
-        match &self.segment_bytes {
-            Some(bytes) if bytes.len() as u64 >= end => Ok(bytes.slice(position as usize..end as usize)),
-            _ => segment.batch_bytes(position, header),
-        }
+        let view = self.view.as_ref().expect("set above");
+        Ok((position - view.start) as usize)
+    }
+
+    /// The current view and the bytes of `batch` in it.
+    fn batch_bytes<'a>(&'a self, batch: &BatchCursor) -> (&'a Bytes, &'a [u8]) {
+        let view = &self.view.as_ref().expect("a batch is always in the view").bytes;
+        (
+            view,
+            &view[batch.view_offset..batch.view_offset + batch.header.batch_len as usize],
+        )
     }
 
     fn decode(&self, batch: &BatchCursor) -> Result<(crate::format::RecordFields, usize)> {
-        decode_record(&batch.bytes, batch.cursor)
+        decode_record(self.batch_bytes(batch).1, batch.cursor)
             .map_err(|reason| Error::corrupt(self.segment().path(), batch.position, reason))
     }
 
@@ -140,7 +174,8 @@ impl Iter {
         }
         let batch = self.batch.as_ref().expect("load_batch sets it");
         let (fields, next) = self.decode(batch)?;
-        let record = Record::from_batch(&batch.bytes, batch.offset, batch.header.leader_epoch, fields);
+        let (view, _) = self.batch_bytes(batch);
+        let record = Record::from_view(view, batch.view_offset, batch.offset, batch.header.leader_epoch, fields);
         let batch = self.batch.as_mut().expect("still set");
         batch.cursor = next;
         batch.offset += 1;
