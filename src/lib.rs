@@ -39,6 +39,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+mod batch;
+mod batches;
 mod checkpoint;
 mod error;
 mod format;
@@ -56,6 +58,8 @@ mod recovery;
 mod segment;
 mod sync;
 
+pub use batch::{Batch, BatchRecords, RecordRef};
+pub use batches::Batches;
 pub use error::{Error, Result};
 pub use format::NewRecord;
 pub use iter::Iter;

@@ -517,6 +517,11 @@ fn check_never_wrong(dir: &Path, appended: u64, must_keep: u64, what: &str) -> O
     if corrupt.is_empty() {
         assert_eq!(expected, next, "{what}: iteration ended early with nothing corrupt");
     }
+    assert_eq!(
+        scan_batches(&log, 0, what),
+        expected,
+        "{what}: batches and iter stop at the same place"
+    );
     for t in [timestamp(0), timestamp(next / 2), timestamp(next.saturating_sub(1))] {
         match log.offset_for_timestamp(t) {
             Ok(found) => assert_eq!(found, model_offset_for_timestamp(t, next), "{what}: timestamp {t}"),
@@ -525,6 +530,34 @@ fn check_never_wrong(dir: &Path, appended: u64, must_keep: u64, what: &str) -> O
         }
     }
     Outcome::Opened { next, corrupt }
+}
+
+/// Reads `log.batches(from)` to its end, checking every record; returns the
+/// offset where it stopped: the log's end, or the first offset of the batch
+/// that read as `Corrupt` (after which it must yield nothing).
+fn scan_batches(log: &Log, from: u64, what: &str) -> u64 {
+    let mut expected = from;
+    let mut batches = log.batches(from);
+    for item in batches.by_ref() {
+        match item {
+            Ok(batch) => {
+                for record in batch.records().filter(|r| r.offset() >= from) {
+                    assert_eq!(
+                        record.offset(),
+                        expected,
+                        "{what}: batches skipped or repeated a record"
+                    );
+                    assert_record(&batch.record(expected).unwrap(), expected);
+                    assert_eq!(record.value(), &batch.record(expected).unwrap().value()[..], "{what}");
+                    expected += 1;
+                }
+            }
+            Err(Error::Corrupt { .. }) => break,
+            Err(e) => panic!("{what}: batches at {expected}: {e}"),
+        }
+    }
+    assert!(batches.next().is_none(), "{what}: batches go on after an error");
+    expected
 }
 
 fn flip_bit(bytes: &mut [u8], bit: usize) {
@@ -704,6 +737,11 @@ fn check_sealed_damage(image: &CrashImage, base: u64, damaged: &[u8], batch: Bat
         "{what}: iteration must stop at the damage"
     );
     assert!(iter.next().is_none(), "{what}");
+    assert_eq!(
+        scan_batches(&log, base, what),
+        batch.base,
+        "{what}: batches stop at the damage"
+    );
     for i in batch.offsets().chain([base, segment_end - 1]) {
         match log.offset_for_timestamp(timestamp(i)) {
             Ok(found) => assert_eq!(

@@ -444,6 +444,58 @@ fn compare_iter(
     }
 }
 
+/// The records `batches(from)` yields from `from` on, as `iter` would yield
+/// them. Checks on the way that batches are contiguous, that the first one
+/// holds `from`, and that each record borrowed through `Batch::records`
+/// equals the owned one from `Batch::record`.
+fn batch_records(batches: replog::Batches, from: u64) -> Result<Vec<replog::Result<Record>>, String> {
+    let mut out = Vec::new();
+    let mut expected_base = None;
+    for batch in batches {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                out.push(Err(e));
+                continue;
+            }
+        };
+        match expected_base {
+            None => ensure!(
+                batch.base_offset() <= from && from < batch.next_offset(),
+                "batches({from}): first batch {}..{} does not hold it",
+                batch.base_offset(),
+                batch.next_offset()
+            ),
+            Some(base) => ensure_eq!(batch.base_offset(), base, "batches({from}): batches are contiguous"),
+        }
+        expected_base = Some(batch.next_offset());
+        ensure_eq!(
+            batch.records().count() as u64,
+            batch.next_offset() - batch.base_offset(),
+            "batches({from}): record count"
+        );
+        for borrowed in batch.records().filter(|r| r.offset() >= from) {
+            let offset = borrowed.offset();
+            let owned = batch
+                .record(offset)
+                .ok_or(format!("batches({from}): record({offset}) missing"))?;
+            ensure!(
+                owned.value()[..] == *borrowed.value(),
+                "batches({from}): value at {offset}"
+            );
+            ensure_eq!(
+                owned.key().map(|k| k.to_vec()),
+                borrowed.key().map(|k| k.to_vec()),
+                "batches({from}): key"
+            );
+            ensure_eq!(owned.timestamp(), borrowed.timestamp(), "batches({from}): timestamp");
+            ensure_eq!(owned.leader_epoch(), batch.leader_epoch(), "batches({from}): epoch");
+            out.push(Ok(owned));
+        }
+    }
+    Ok(out)
+}
+
 /// A record about to be appended: key, value, timestamp (if given).
 type Draft = (Option<Vec<u8>>, Vec<u8>, Option<i64>);
 
@@ -606,7 +658,9 @@ impl Harness {
                         .collect::<Vec<_>>()
                 });
                 if matches!(op, Op::Iter(_)) {
-                    compare_iter(iter.collect(), from, expected.as_deref(), start, next, "iter")
+                    compare_iter(iter.collect(), from, expected.as_deref(), start, next, "iter")?;
+                    let batches = batch_records(self.log().batches(from), from)?;
+                    compare_iter(batches, from, expected.as_deref(), start, next, "batches")
                 } else {
                     // Read a little now (the iterator then holds a position
                     // in a batch), the rest after the next step.

@@ -261,3 +261,69 @@ fn a_checkpoint_claiming_more_offsets_than_bytes_is_refused() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
+
+#[test]
+fn batches_yield_whole_stored_batches_that_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    log.set_leader_epoch(3).unwrap();
+    // Batches of 1..=5 records, across several segments.
+    let mut next = 0u64;
+    for size in (1..=5u64).cycle().take(60) {
+        let values: Vec<Vec<u8>> = (next..next + size).map(value).collect();
+        assert_eq!(log.append_batch(&values).unwrap(), next);
+        next += size;
+    }
+    let from = 7; // inside the fourth batch (offsets 6..10)
+    let batches: Vec<_> = log.batches(from).map(|b| b.unwrap()).collect();
+    assert_eq!((batches[0].base_offset(), batches[0].next_offset()), (6, 10));
+    assert_eq!(batches.last().unwrap().next_offset(), next);
+    for pair in batches.windows(2) {
+        assert_eq!(pair[0].next_offset(), pair[1].base_offset());
+    }
+    for batch in &batches {
+        assert_eq!(batch.leader_epoch(), 3);
+        let header = replog::codec::validate_batch(batch.as_bytes(), batch.base_offset()).unwrap();
+        assert_eq!(header.record_count, batch.record_count());
+        assert_eq!(header.max_timestamp_ms, batch.max_timestamp());
+        for record in batch.records() {
+            assert_eq!(record.value(), &value(record.offset())[..]);
+            assert_eq!(batch.record(record.offset()).unwrap().value(), record.value());
+        }
+        assert!(batch.record(batch.next_offset()).is_none());
+        assert!(batch.base_offset() == 0 || batch.record(batch.base_offset() - 1).is_none());
+    }
+    // The same records as `iter`, from the same offset.
+    let borrowed: Vec<Vec<u8>> = batches
+        .iter()
+        .flat_map(|b| b.records())
+        .filter(|r| r.offset() >= from)
+        .map(|r| r.value().to_vec())
+        .collect();
+    let owned: Vec<Vec<u8>> = log.iter(from).map(|r| r.unwrap().value().to_vec()).collect();
+    assert_eq!(borrowed, owned);
+    assert_eq!(log.batches(next).count(), 0);
+    assert!(matches!(
+        log.batches(next + 1).collect::<Vec<_>>()[..],
+        [Err(Error::OffsetOutOfRange { offset, .. })] if offset == next + 1
+    ));
+}
+
+#[test]
+fn batches_keep_their_snapshot_across_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    for i in 0..100 {
+        log.append(value(i)).unwrap();
+    }
+    let mut batches = log.batches(0);
+    let first = batches.next().unwrap().unwrap();
+    log.truncate(10).unwrap();
+    let rest: Vec<_> = batches.map(|b| b.unwrap()).collect();
+    assert_eq!(rest.last().unwrap().next_offset(), 100);
+    assert_eq!(first.records().next().unwrap().value(), &value(0)[..]);
+    assert_eq!(
+        log.batches(0).map(|b| b.unwrap().record_count() as u64).sum::<u64>(),
+        10
+    );
+}

@@ -1,0 +1,154 @@
+//! [`Batch`]: one stored batch, zero-copy, with borrowed access to its
+//! records.
+
+use bytes::Bytes;
+
+use crate::format::{BATCH_HEADER_BYTES, BatchHeader, decode_record};
+use crate::record::Record;
+
+/// A batch as stored in the log: the unit of appending, checksumming and
+/// (later) replication. Holds a zero-copy view of the mapped segment.
+///
+/// Its bytes were checked (CRC and structure) before it was handed out, or
+/// were written by this process, so its records always decode.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    bytes: Bytes,
+    header: BatchHeader,
+}
+
+impl Batch {
+    /// `bytes` must be exactly one checked batch with this header.
+    pub(crate) fn new(bytes: Bytes, header: BatchHeader) -> Batch {
+        debug_assert_eq!(bytes.len(), header.batch_len as usize);
+        Batch { bytes, header }
+    }
+
+    /// Offset of the first record.
+    pub fn base_offset(&self) -> u64 {
+        self.header.base_offset
+    }
+
+    /// One past the offset of the last record.
+    pub fn next_offset(&self) -> u64 {
+        self.header.next_offset()
+    }
+
+    /// Number of records (at least 1).
+    pub fn record_count(&self) -> u32 {
+        self.header.record_count
+    }
+
+    /// Epoch of the leader that wrote the batch.
+    pub fn leader_epoch(&self) -> u64 {
+        self.header.leader_epoch
+    }
+
+    /// Largest timestamp of any record in the batch, ms.
+    pub fn max_timestamp(&self) -> i64 {
+        self.header.max_timestamp_ms
+    }
+
+    /// The encoded batch, header and CRC included, in the format of
+    /// `docs/FORMAT.md`; [`codec::validate_batch`](crate::codec::validate_batch)
+    /// accepts it.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The records, borrowed from the batch: no allocation and no reference
+    /// count per record.
+    pub fn records(&self) -> BatchRecords<'_> {
+        BatchRecords {
+            batch: self,
+            cursor: BATCH_HEADER_BYTES,
+            offset: self.header.base_offset,
+        }
+    }
+
+    /// The record at `offset` as an owned [`Record`] sharing the batch's
+    /// bytes; `None` if the batch does not hold it.
+    pub fn record(&self, offset: u64) -> Option<Record> {
+        if offset < self.header.base_offset || offset >= self.header.next_offset() {
+            return None;
+        }
+        let mut cursor = BATCH_HEADER_BYTES;
+        for _ in self.header.base_offset..offset {
+            cursor = decode_record(&self.bytes, cursor).ok()?.1;
+        }
+        let (fields, _) = decode_record(&self.bytes, cursor).ok()?;
+        Some(Record::from_batch(
+            &self.bytes,
+            offset,
+            self.header.leader_epoch,
+            fields,
+        ))
+    }
+}
+
+/// Iterator over the records of a [`Batch`], from [`Batch::records`].
+#[derive(Debug, Clone)]
+pub struct BatchRecords<'a> {
+    batch: &'a Batch,
+    cursor: usize,
+    offset: u64,
+}
+
+impl<'a> Iterator for BatchRecords<'a> {
+    type Item = RecordRef<'a>;
+
+    fn next(&mut self) -> Option<RecordRef<'a>> {
+        if self.offset >= self.batch.header.next_offset() {
+            return None;
+        }
+        let bytes: &'a [u8] = &self.batch.bytes;
+        // A batch holds checked bytes (see `Batch`), so this cannot fail; if
+        // it ever did, ending early is safer than a panic.
+        let (fields, next) = decode_record(bytes, self.cursor).ok()?;
+        let record = RecordRef {
+            offset: self.offset,
+            timestamp_ms: fields.timestamp_ms,
+            key: fields.key.map(|range| &bytes[range]),
+            value: &bytes[fields.value],
+        };
+        self.cursor = next;
+        self.offset += 1;
+        Some(record)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.batch.header.next_offset() - self.offset) as usize;
+        (left, Some(left))
+    }
+}
+
+/// A record borrowed from a [`Batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    offset: u64,
+    timestamp_ms: i64,
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+}
+
+impl<'a> RecordRef<'a> {
+    /// The record's offset.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The record's timestamp, ms since the Unix epoch.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp_ms
+    }
+
+    /// The record's key, if it has one.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.key
+    }
+
+    /// The record's value.
+    pub fn value(&self) -> &'a [u8] {
+        self.value
+    }
+}
