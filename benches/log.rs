@@ -190,6 +190,9 @@ fn append(c: &mut Criterion) {
 
 /// Options of the read benches' log: no pre-fault thread, so nothing runs
 /// beside the reader (its work is for appends, and there are none).
+/// A bench-name suffix and the scan it times.
+type NamedScan<'a> = (&'static str, &'a dyn Fn(&Log));
+
 fn read_options() -> Options {
     options(SyncPolicy::Never).prefault_bytes(0)
 }
@@ -224,7 +227,7 @@ fn read(c: &mut Criterion) {
         }
         assert_eq!(bytes, RECORDS as usize * VALUE_BYTES);
     };
-    let scans: [(&str, &dyn Fn(&Log)); 2] = [("", &scan), ("_batches", &scan_batches)];
+    let scans: [NamedScan<'_>; 2] = [("", &scan), ("_batches", &scan_batches)];
 
     let mut group = c.benchmark_group(format!("read/{}", size_name(VALUE_BYTES)));
     group.warm_up_time(Duration::from_secs(1));
