@@ -24,14 +24,19 @@ pub struct Iter {
     error: Option<Error>,
 }
 
-/// Position inside the batch being read.
+/// Position inside the batch being read. Positions are in the walker's
+/// view, so decoded ranges index it directly.
 #[derive(Debug)]
 struct RecordCursor {
     at: BatchAt,
-    /// Byte position of the next record inside the batch.
+    /// Where the next record starts in the view.
     cursor: usize,
+    /// Where the batch ends in the view.
+    batch_end: usize,
     /// Offset of the record at `cursor`.
     offset: u64,
+    /// One past the batch's last offset.
+    end_offset: u64,
 }
 
 impl Iter {
@@ -59,8 +64,10 @@ impl Iter {
         };
         let mut batch = RecordCursor {
             at,
-            cursor: BATCH_HEADER_BYTES,
+            cursor: at.view_offset + BATCH_HEADER_BYTES,
+            batch_end: at.range().end,
             offset: at.header.base_offset,
+            end_offset: at.header.next_offset(),
         };
         while batch.offset < self.walker.next_offset() {
             batch.cursor = self.decode(&batch)?.1;
@@ -71,34 +78,33 @@ impl Iter {
     }
 
     fn decode(&self, batch: &RecordCursor) -> Result<(RecordFields, usize)> {
-        decode_record(&self.walker.view()[batch.at.range()], batch.cursor)
-            .map_err(|reason| Error::corrupt(self.walker.segment().path(), batch.at.position, reason))
+        decode_in(&self.walker, batch)
     }
 
     fn next_record(&mut self) -> Result<Option<Record>> {
-        if self
-            .batch
-            .as_ref()
-            .is_none_or(|b| b.offset >= b.at.header.next_offset())
-            && !self.load_batch()?
-        {
-            return Ok(None);
-        }
-        let batch = self.batch.as_ref().expect("load_batch sets it");
-        let (fields, next) = self.decode(batch)?;
-        let record = Record::from_view(
-            self.walker.view(),
-            batch.at.view_offset,
-            batch.offset,
-            batch.at.header.leader_epoch,
-            fields,
-        );
-        let batch = self.batch.as_mut().expect("still set");
+        let batch = match &mut self.batch {
+            Some(batch) if batch.offset < batch.end_offset => batch,
+            _ => {
+                if !self.load_batch()? {
+                    return Ok(None);
+                }
+                self.batch.as_mut().expect("load_batch sets it")
+            }
+        };
+        let (fields, next) = decode_in(&self.walker, batch)?;
+        let record = Record::from_batch(self.walker.view(), batch.offset, batch.at.header.leader_epoch, fields);
         batch.cursor = next;
         batch.offset += 1;
         self.walker.skip_to(batch.offset);
         Ok(Some(record))
     }
+}
+
+/// Decodes the record at `batch.cursor`; its ranges index the walker's view.
+fn decode_in(walker: &BatchWalker, batch: &RecordCursor) -> Result<(RecordFields, usize)> {
+    // The slice ends at the batch's end, so a record cannot run past it.
+    decode_record(&walker.view()[..batch.batch_end], batch.cursor)
+        .map_err(|reason| Error::corrupt(walker.segment().path(), batch.at.position, reason))
 }
 
 impl Iterator for Iter {

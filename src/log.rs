@@ -209,7 +209,7 @@ impl Log {
     pub fn append_records(&self, records: &[NewRecord<'_>]) -> Result<u64> {
         let batch_bytes = self.check_batch(records)?;
         let now = now_ms();
-        let header = {
+        let (header, truncations) = {
             let mut writer = self.shared.writer.lock();
             self.shared.group.check()?;
             if writer.active.remaining() < batch_bytes {
@@ -219,11 +219,12 @@ impl Log {
             let header = writer.active.append(records, epoch, now);
             self.shared.next_offset.store(header.next_offset(), Ordering::SeqCst);
             self.shared.prefault_ahead(&mut writer);
-            header
+            // Read under the writer lock, which truncation holds.
+            (header, self.shared.group.truncations())
         };
         self.shared.tail.notify();
         if self.shared.options.sync == SyncPolicy::Always {
-            self.shared.wait_durable(header.next_offset())?;
+            self.shared.wait_durable(header.next_offset(), truncations)?;
             self.shared.advance_recovery_point(now)?;
         }
         Ok(header.base_offset)
@@ -335,7 +336,7 @@ impl Log {
     /// one fails (which poisons the log).
     pub fn sync(&self) -> Result<()> {
         self.shared.group.check()?;
-        self.shared.wait_durable(self.next_offset())?;
+        self.shared.wait_durable_for_end()?;
         self.shared.advance_recovery_point(now_ms())
     }
 
@@ -575,7 +576,7 @@ fn spawn_interval_sync(shared: Arc<Shared>, period: Duration) -> JoinHandle<()> 
                     continue;
                 }
                 drop(stopped);
-                if shared.wait_durable(shared.next_offset.load(Ordering::Acquire)).is_ok() {
+                if shared.wait_durable_for_end().is_ok() {
                     let _ = shared.advance_recovery_point(now_ms());
                 }
                 stopped = stop.lock();
@@ -594,9 +595,19 @@ impl Shared {
     }
 
     /// Waits (sharing syncs with other callers) until offsets below
-    /// `target` are durable.
-    fn wait_durable(&self, target: u64) -> Result<()> {
-        self.group.wait_durable(target, |from| self.flush_from(from))
+    /// `target` are durable, or until a truncation after the
+    /// `truncations`-th cut them off (see `GroupCommit::wait_durable`).
+    fn wait_durable(&self, target: u64, truncations: u64) -> Result<()> {
+        self.group
+            .wait_durable(target, truncations, |from| self.flush_from(from))
+    }
+
+    /// Waits until everything appended so far is durable.
+    fn wait_durable_for_end(&self) -> Result<()> {
+        // The count first: a truncation between the two loads then ends the
+        // wait (its end is lower than `target`, which it may have cut).
+        let truncations = self.group.truncations();
+        self.wait_durable(self.next_offset.load(Ordering::SeqCst), truncations)
     }
 
     /// Flushes the segments from `from` on. Sealed segments were synced

@@ -17,26 +17,14 @@ pub struct Record {
 }
 
 impl Record {
-    /// Builds a record from its fields, slicing `batch` (the batch's bytes).
-    pub(crate) fn from_batch(batch: &Bytes, offset: u64, leader_epoch: u64, fields: RecordFields) -> Record {
-        Record::from_view(batch, 0, offset, leader_epoch, fields)
-    }
-
-    /// A record whose batch starts at `batch_start` in `view`.
-    pub(crate) fn from_view(
-        view: &Bytes,
-        batch_start: usize,
-        offset: u64,
-        leader_epoch: u64,
-        fields: RecordFields,
-    ) -> Record {
-        let shift = |range: std::ops::Range<usize>| batch_start + range.start..batch_start + range.end;
+    /// Builds a record from its fields, whose ranges index `bytes`.
+    pub(crate) fn from_batch(bytes: &Bytes, offset: u64, leader_epoch: u64, fields: RecordFields) -> Record {
         Record {
             offset,
             timestamp_ms: fields.timestamp_ms,
             leader_epoch,
-            key: fields.key.map(|k| view.slice(shift(k))),
-            value: view.slice(shift(fields.value)),
+            key: fields.key.map(|k| bytes.slice(k)),
+            value: bytes.slice(fields.value),
         }
     }
 

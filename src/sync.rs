@@ -7,11 +7,20 @@
 //! ran is covered by the next one, so N concurrent appenders share far fewer
 //! than N syncs.
 //!
+//! Right after a sync completes, the first caller to come back would start
+//! the next sync with only its own append while the callers it woke are
+//! still on their way, and groups would alternate between one caller and
+//! the rest. So the syncer first *gathers*: it waits (yielding the CPU) until
+//! as many callers have arrived as the previous sync served, or for half as
+//! long as that sync took, whichever is first. A lone writer never waits: the
+//! previous sync served one caller, itself.
+//!
 //! A failed sync poisons the log: Linux may drop the dirty pages and report
 //! success on a retry (PostgreSQL's "fsyncgate"), so nothing is retried and
 //! every later write returns [`Error::Poisoned`] until the log is reopened.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -28,10 +37,20 @@ pub(crate) struct SyncedTo {
     pub position: u64,
 }
 
+/// Longest a syncer waits for callers to gather before it flushes.
+const MAX_GATHER: Duration = Duration::from_micros(500);
+
 #[derive(Debug)]
 struct State {
     synced: SyncedTo,
     syncing: bool,
+    /// `arrivals` when the last sync started.
+    arrivals_at_last_sync: u64,
+    /// Callers that arrived between the last two sync starts: roughly how
+    /// many the last sync served.
+    last_group: u64,
+    /// How long the last sync took.
+    last_sync_time: Duration,
 }
 
 /// Shared durability state of one log.
@@ -40,15 +59,27 @@ pub(crate) struct GroupCommit {
     state: Mutex<State>,
     done: Condvar,
     poisoned: AtomicBool,
+    /// Calls to `wait_durable` so far.
+    arrivals: AtomicU64,
+    /// Truncations so far (see `reset`).
+    truncations: AtomicU64,
 }
 
 impl GroupCommit {
     /// Durability state for a log whose data up to `synced` is durable.
     pub(crate) fn new(synced: SyncedTo) -> GroupCommit {
         GroupCommit {
-            state: Mutex::new(State { synced, syncing: false }),
+            state: Mutex::new(State {
+                synced,
+                syncing: false,
+                arrivals_at_last_sync: 0,
+                last_group: 0,
+                last_sync_time: Duration::ZERO,
+            }),
             done: Condvar::new(),
             poisoned: AtomicBool::new(false),
+            arrivals: AtomicU64::new(0),
+            truncations: AtomicU64::new(0),
         }
     }
 
@@ -73,14 +104,31 @@ impl GroupCommit {
         self.done.notify_all();
     }
 
+    /// How many truncations have reset the durable point so far.
+    pub(crate) fn truncations(&self) -> u64 {
+        self.truncations.load(Ordering::SeqCst)
+    }
+
     /// Returns once every offset below `target` is durable. `flush` writes
     /// back everything appended after the given point and reports how far
     /// it got; it runs on at most one thread at a time.
-    pub(crate) fn wait_durable(&self, target: u64, flush: impl Fn(SyncedTo) -> Result<SyncedTo>) -> Result<()> {
+    ///
+    /// Also returns once a truncation after the `truncations`-th (the count
+    /// when `target` was read) has reset the durable point: what it kept is
+    /// durable, and what it cut is gone, so `target` may never be reached.
+    /// (Waiting for it anyway flushed in a loop that held off the
+    /// truncation's `reset`: a livelock.)
+    pub(crate) fn wait_durable(
+        &self,
+        target: u64,
+        truncations: u64,
+        flush: impl Fn(SyncedTo) -> Result<SyncedTo>,
+    ) -> Result<()> {
+        self.arrivals.fetch_add(1, Ordering::AcqRel);
         let mut state = self.state.lock();
         loop {
             self.check()?;
-            if state.synced.offset >= target {
+            if state.synced.offset >= target || self.truncations() != truncations {
                 return Ok(());
             }
             if state.syncing {
@@ -89,8 +137,17 @@ impl GroupCommit {
             }
             state.syncing = true;
             let from = state.synced;
-            let result = parking_lot::MutexGuard::unlocked(&mut state, || flush(from));
+            let gather_goal = state.arrivals_at_last_sync + state.last_group;
+            let gather_for = (state.last_sync_time / 2).min(MAX_GATHER);
+            let (result, started, took) = parking_lot::MutexGuard::unlocked(&mut state, || {
+                let started = self.gather(gather_goal, gather_for);
+                let clock = Instant::now();
+                (flush(from), started, clock.elapsed())
+            });
             state.syncing = false;
+            state.last_group = started - state.arrivals_at_last_sync;
+            state.arrivals_at_last_sync = started;
+            state.last_sync_time = took;
             match result {
                 Ok(to) => {
                     if to.offset >= state.synced.offset {
@@ -107,15 +164,32 @@ impl GroupCommit {
         }
     }
 
-    /// After a truncation (which syncs what it keeps itself): waits out a
+    /// Waits, yielding the CPU to the callers on their way, until `goal`
+    /// callers have arrived or `patience` has passed. Returns the arrivals
+    /// the sync about to start covers.
+    fn gather(&self, goal: u64, patience: Duration) -> u64 {
+        let deadline = Instant::now() + patience;
+        loop {
+            let arrived = self.arrivals.load(Ordering::Acquire);
+            if arrived >= goal || Instant::now() >= deadline {
+                return arrived;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// After a truncation (which syncs what it keeps itself, and holds the
+    /// writer lock): ends the waits for offsets it may have cut, waits out a
     /// sync in flight, then sets the durable point to `synced`, which may be
     /// lower than before.
     pub(crate) fn reset(&self, synced: SyncedTo) {
         let mut state = self.state.lock();
+        self.truncations.fetch_add(1, Ordering::SeqCst);
         while state.syncing {
             self.done.wait(&mut state);
         }
         state.synced = synced;
+        self.done.notify_all();
     }
 
     /// The durable point.
@@ -150,7 +224,7 @@ mod tests {
                     for _ in 0..100 {
                         let target = written.fetch_add(1, Ordering::SeqCst) + 1;
                         group
-                            .wait_durable(target, |_| {
+                            .wait_durable(target, 0, |_| {
                                 flushes.fetch_add(1, Ordering::SeqCst);
                                 let upto = written.load(Ordering::SeqCst);
                                 std::thread::sleep(std::time::Duration::from_micros(200));
@@ -173,11 +247,35 @@ mod tests {
     }
 
     #[test]
+    fn a_truncation_ends_waits_for_offsets_it_cut() {
+        // The waiter's target (10) is past anything a flush will ever reach
+        // (5, the end after the truncation): only the reset can end it.
+        let group = Arc::new(GroupCommit::new(at(0)));
+        let truncations = group.truncations();
+        let waiter = {
+            let group = Arc::clone(&group);
+            std::thread::spawn(move || {
+                group.wait_durable(10, truncations, |_| {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    Ok(at(5))
+                })
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        group.reset(at(5));
+        waiter.join().unwrap().unwrap();
+        assert_eq!(group.synced().offset, 5);
+        // A waiter that read the count after the truncation waits as usual.
+        group.wait_durable(6, group.truncations(), |_| Ok(at(6))).unwrap();
+        assert_eq!(group.synced().offset, 6);
+    }
+
+    #[test]
     fn a_failed_sync_poisons_everyone() {
         let group = GroupCommit::new(at(0));
-        let err = group.wait_durable(1, |_| Err(Error::io("msync", "x", std::io::Error::other("boom"))));
+        let err = group.wait_durable(1, 0, |_| Err(Error::io("msync", "x", std::io::Error::other("boom"))));
         assert!(matches!(err, Err(Error::Io { .. })));
-        assert!(matches!(group.wait_durable(1, |_| Ok(at(5))), Err(Error::Poisoned)));
+        assert!(matches!(group.wait_durable(1, 0, |_| Ok(at(5))), Err(Error::Poisoned)));
         assert!(group.is_poisoned());
     }
 }

@@ -965,3 +965,75 @@ fn bug_retention_out_of_range_above_start() {
     }
     println!("{:?}", join_all(handles));
 }
+
+// ---------------------------------------------------------------------------
+// Durable waits racing truncation.
+// ---------------------------------------------------------------------------
+
+/// Runs `body` on a thread and fails (instead of hanging the suite) if it
+/// does not finish within `limit`.
+fn within<T: Send + 'static>(limit: Duration, what: &str, body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, finished) = std::sync::mpsc::channel();
+    let handle = thread::spawn(move || {
+        let result = body();
+        let _ = done.send(());
+        result
+    });
+    match finished.recv_timeout(limit) {
+        Ok(()) => handle.join().unwrap(),
+        Err(_) if handle.is_finished() => handle.join().unwrap(), // it panicked
+        Err(_) => panic!("{what}: still running after {limit:?} (livelock?)"),
+    }
+}
+
+/// Regression: an appender (or `sync`, or the interval-sync thread) waiting
+/// for an offset that a concurrent truncation cut away flushed in a loop
+/// forever, holding off the truncation, which waited for that loop to stop
+/// while holding the writer lock: the log hung. Found by the model test
+/// under `SyncPolicy::Interval` once group commit's gathering made the
+/// syncing window longer.
+#[test]
+fn durable_waits_end_when_a_truncation_cuts_their_records() {
+    let seed = seed("durable_waits_end_when_a_truncation_cuts_their_records");
+    for policy in [SyncPolicy::Interval(Duration::from_micros(200)), SyncPolicy::Always] {
+        within(
+            Duration::from_secs(60),
+            &format!("{policy:?}: durable waits racing truncation"),
+            move || {
+                let dir = tempfile::tempdir().unwrap();
+                let log = Arc::new(Log::open(dir.path(), small_options(64 << 10, policy)).unwrap());
+                let stop = Arc::new(AtomicBool::new(false));
+                let mut handles = Vec::new();
+                // Appenders (which wait for durability themselves under
+                // `Always`), and threads that only call `sync`, so that some
+                // thread is nearly always waiting for the end of the log.
+                for w in 0..4u64 {
+                    let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
+                    spawn(&mut handles, format!("thread {w}"), move || {
+                        let mut appended = 0u64;
+                        while !stop.load(SeqCst) {
+                            if w < 2 {
+                                log.append(value_at(w)).unwrap();
+                                appended += 1;
+                            }
+                            log.sync().unwrap();
+                        }
+                        appended
+                    });
+                }
+                let mut rng = Rng(seed | 1);
+                for _ in 0..300 {
+                    let end = log.next_offset();
+                    let start = log.start_offset();
+                    if end > start {
+                        log.truncate(end - 1 - rng.below((end - start).min(8))).unwrap();
+                    }
+                    thread::sleep(Duration::from_micros(rng.below(300)));
+                }
+                stop.store(true, SeqCst);
+                let appended: u64 = join_all(handles).into_iter().map(|(_, n)| n).sum();
+                assert!(appended > 0);
+            },
+        );
+    }
+}
