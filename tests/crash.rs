@@ -237,6 +237,24 @@ fn env_u64(name: &str) -> Option<u64> {
 /// Prints `OPEN <start> <next>` on a line of its own once open, then per append either
 /// `ACK <base> <len> <kind>` (policy Always: durable) or
 /// `WROTE <base> <len> <kind>`, and after each `Log::sync` that returned,
+/// Opens the log, retrying for a while if it is locked. The tests of this
+/// file run in parallel in one parent process, and each spawns children: a
+/// child spawned by one test holds copies of all the parent's descriptors
+/// between its fork and its exec, including another test's lock file (which
+/// that test may just have closed), so the lock can outlive its `Log` by
+/// that moment. Seen once in about 200 runs.
+fn open_retrying_lock(dir: &std::ffi::OsStr, options: Options) -> replog::Result<Log> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Log::open(dir, options.clone()) {
+            Err(replog::Error::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            result => return result,
+        }
+    }
+}
+
 /// `SYNCED <n>` (every offset below n is durable).
 #[test]
 fn crash_child() {
@@ -250,7 +268,7 @@ fn crash_child() {
         Ok("explicit-sync") => Mode::ExplicitSync,
         other => panic!("bad {ENV_MODE}: {other:?}"),
     };
-    let log = Log::open(&dir, mode.options()).unwrap_or_else(|e| panic!("child round {round}: open: {e}"));
+    let log = open_retrying_lock(&dir, mode.options()).unwrap_or_else(|e| panic!("child round {round}: open: {e}"));
     let mut out = std::io::stdout().lock();
     let mut say = |line: String| {
         // One short write per line (atomic on a pipe), flushed at once.
