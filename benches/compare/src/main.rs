@@ -1,0 +1,344 @@
+//! Runs the same workloads against replog, commitlog, raft-engine, okaywal and
+//! two raw baselines in one process, interleaved, and reports median rates.
+//!
+//! `cargo run --release [-- --quick] [--out PATH] [--dir PATH]`; see README.md.
+
+mod harness;
+mod machine;
+mod raw;
+mod report;
+mod stores;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use harness::{Budget, Sample, Values, Window};
+use raw::Prealloc;
+use report::{Peer, Row};
+use stores::BATCH;
+
+/// Run lengths; `--quick` shortens them all for a smoke run.
+pub struct Settings {
+    pub quick: bool,
+    /// Repetitions of the append and read rows.
+    pub reps: usize,
+    /// Repetitions of the durable rows: shorter and more of them, because a
+    /// disk shared with other work is noisy in bursts, and more, shorter turns
+    /// spread a burst over all stores instead of one.
+    pub durable_reps: usize,
+    /// Single-threaded, non-durable appends (workloads 1 and 2).
+    pub append: Budget,
+    /// okaywal's batches in workload 2: each is fsynced, so a shorter warm-up.
+    pub durable_append: Budget,
+    pub read_records: u64,
+    pub durable_warmup: Duration,
+    pub durable_run: Duration,
+    /// Size of the raw `write` + `fdatasync` file, one record / 100 per op.
+    pub raw_sync_bytes: (u64, u64),
+}
+
+impl Settings {
+    fn new(quick: bool) -> Settings {
+        let secs = |s: f64| Duration::from_secs_f64(s);
+        if quick {
+            Settings {
+                quick,
+                reps: 3,
+                durable_reps: 3,
+                append: Budget {
+                    warmup: secs(0.05),
+                    warmup_records: 20_000,
+                    duration: secs(0.2),
+                    cap_records: 500_000,
+                },
+                durable_append: Budget {
+                    warmup: secs(0.05),
+                    warmup_records: 20_000,
+                    duration: secs(0.3),
+                    cap_records: 500_000,
+                },
+                read_records: 200_000,
+                durable_warmup: secs(0.1),
+                durable_run: secs(0.3),
+                raw_sync_bytes: (32 << 20, 128 << 20),
+            }
+        } else {
+            Settings {
+                quick,
+                reps: 5,
+                durable_reps: 9,
+                append: Budget {
+                    warmup: secs(0.2),
+                    warmup_records: 100_000,
+                    duration: secs(1.0),
+                    cap_records: 2_000_000,
+                },
+                durable_append: Budget {
+                    warmup: secs(0.2),
+                    warmup_records: 100_000,
+                    duration: secs(1.2),
+                    cap_records: 2_000_000,
+                },
+                read_records: 1_000_000,
+                durable_warmup: secs(0.2),
+                durable_run: secs(0.7),
+                raw_sync_bytes: (64 << 20, 256 << 20),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Non-durable appends, `per_step` records per call (okaywal's are durable).
+    Append { per_step: u64 },
+    /// Sequential read of `Settings::read_records` records; replog's
+    /// through `Log::batches` (borrowed records) if `replog_batches`, else
+    /// through `Log::iter` (an owned `Record` per record).
+    Read { replog_batches: bool },
+    /// Durable appends from `threads` writers, `per_op` records per call.
+    Durable { threads: usize, per_op: u64 },
+}
+
+pub struct Workload {
+    pub label: String,
+    pub kind: Kind,
+    pub peers: Vec<Peer>,
+}
+
+fn workloads() -> Vec<Workload> {
+    use Peer::*;
+    let mut list = vec![
+        Workload {
+            label: "append, 1 record per call".into(),
+            kind: Kind::Append { per_step: 1 },
+            peers: vec![Replog, Commitlog, RaftEngine, Raw],
+        },
+        Workload {
+            label: "append, batches of 100".into(),
+            kind: Kind::Append { per_step: BATCH },
+            peers: vec![Replog, Commitlog, RaftEngine, Okaywal, Raw],
+        },
+        Workload {
+            label: "sequential read (replog: `iter`)".into(),
+            kind: Kind::Read { replog_batches: false },
+            peers: vec![Replog, Commitlog, RaftEngine, Okaywal, Raw],
+        },
+        Workload {
+            label: "sequential read (replog: `batches`)".into(),
+            kind: Kind::Read { replog_batches: true },
+            peers: vec![Replog, Commitlog, RaftEngine, Okaywal, Raw],
+        },
+        Workload {
+            label: "durable append, batches of 100, 1 thread".into(),
+            kind: Kind::Durable {
+                threads: 1,
+                per_op: BATCH,
+            },
+            peers: vec![Replog, RaftEngine, Okaywal, Raw, RawFalloc],
+        },
+    ];
+    for threads in [1, 4, 16] {
+        list.push(Workload {
+            label: format!(
+                "durable append, {threads} thread{}",
+                if threads == 1 { "" } else { "s" }
+            ),
+            kind: Kind::Durable { threads, per_op: 1 },
+            peers: vec![Replog, RaftEngine, Okaywal, Raw, RawFalloc],
+        });
+    }
+    list
+}
+
+/// The data sets of the read workload, one per store, built once.
+struct ReadFixtures {
+    replog: stores::ReplogRead,
+    commitlog: stores::CommitlogRead,
+    raft: stores::RaftRead,
+    okaywal: stores::OkaywalRead,
+    raw: raw::MmapRead,
+    expected: u64,
+}
+
+impl ReadFixtures {
+    fn build(base: &Path, values: &Values, records: u64) -> ReadFixtures {
+        eprintln!("  building the read data sets ({records} records each)...");
+        ReadFixtures {
+            replog: stores::ReplogRead::build(base, values, records),
+            commitlog: stores::CommitlogRead::build(base, values, records),
+            raft: stores::RaftRead::build(base, values, records),
+            okaywal: stores::OkaywalRead::build(base, values, records),
+            raw: raw::MmapRead::build(base, values, records),
+            expected: values.expected_touch(records),
+        }
+    }
+
+    fn read(&self, peer: Peer, records: u64, replog_batches: bool) -> Sample {
+        let expected = self.expected;
+        match peer {
+            Peer::Replog => self.replog.read(records, expected, replog_batches),
+            Peer::Commitlog => self.commitlog.read(records, expected),
+            Peer::RaftEngine => self.raft.read(records, expected),
+            Peer::Okaywal => self.okaywal.read(records, expected),
+            Peer::Raw => self.raw.read(records, expected),
+            Peer::RawFalloc => unreachable!("no read variant"),
+        }
+    }
+}
+
+fn measure(base: &Path, values: &Values, s: &Settings, kind: Kind, peer: Peer, reads: Option<&ReadFixtures>) -> Sample {
+    match kind {
+        Kind::Append { per_step } => match peer {
+            Peer::Replog => stores::replog_append(base, values, per_step, s.append),
+            Peer::Commitlog => stores::commitlog_append(base, values, per_step, s.append),
+            Peer::RaftEngine => stores::raft_append(base, values, per_step, s.append),
+            Peer::Okaywal => stores::okaywal_append(base, values, per_step, s.durable_append),
+            Peer::Raw => raw::mmap_append(base, values, per_step, s.append),
+            Peer::RawFalloc => unreachable!("no non-durable variant"),
+        },
+        Kind::Read { replog_batches } => reads.expect("read fixtures").read(peer, s.read_records, replog_batches),
+        Kind::Durable { threads, per_op } => {
+            let window = Window {
+                warmup: s.durable_warmup,
+                run: s.durable_run,
+            };
+            let raw_bytes = if per_op == 1 {
+                s.raw_sync_bytes.0
+            } else {
+                s.raw_sync_bytes.1
+            };
+            match peer {
+                Peer::Replog => stores::replog_durable(base, values, threads, per_op, window),
+                Peer::Commitlog => unreachable!("commitlog never syncs its data"),
+                Peer::RaftEngine => stores::raft_durable(base, values, threads, per_op, window),
+                Peer::Okaywal => stores::okaywal_durable(base, values, threads, per_op, window),
+                Peer::Raw => raw::sync_append(base, values, threads, per_op, Prealloc::ZeroFilled, raw_bytes, window),
+                Peer::RawFalloc => raw::sync_append(
+                    base,
+                    values,
+                    threads,
+                    per_op,
+                    Prealloc::FallocateOnly,
+                    raw_bytes,
+                    window,
+                ),
+            }
+        }
+    }
+}
+
+struct Args {
+    quick: bool,
+    out: Option<PathBuf>,
+    dir: PathBuf,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        quick: false,
+        out: None,
+        dir: std::env::temp_dir(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => args.quick = true,
+            "--out" => args.out = Some(it.next().expect("--out needs a path").into()),
+            "--dir" => args.dir = it.next().expect("--dir needs a path").into(),
+            "-h" | "--help" => {
+                println!(
+                    "usage: replog-compare [--quick] [--out PATH] [--dir PATH]\n\
+                     \x20 --quick     short runs (about a minute) for a smoke test\n\
+                     \x20 --out PATH  where the Markdown goes (default: results.md, or results-quick.md\n\
+                     \x20             with --quick, next to this crate's Cargo.toml)\n\
+                     \x20 --dir PATH  where the temporary stores are created (default: $TMPDIR or /tmp)"
+                );
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown argument {other:?} (try --help)");
+                std::process::exit(2);
+            }
+        }
+    }
+    args
+}
+
+fn main() {
+    let args = parse_args();
+    let started = Instant::now();
+    let settings = Settings::new(args.quick);
+    let out = args.out.unwrap_or_else(|| {
+        let name = if args.quick { "results-quick.md" } else { "results.md" };
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+    });
+    let base = args.dir;
+    std::fs::create_dir_all(&base).expect("create --dir");
+    let mut machine = machine::Machine::probe(&base);
+    eprintln!(
+        "{} ({} cores), {}, {}; stores under {}\nreplog: {}\nload average {}; disk traffic of others: {}",
+        machine.cpu,
+        machine.cores,
+        machine.kernel,
+        machine.fs,
+        base.display(),
+        machine.replog,
+        machine.load_at_start,
+        machine.disk_before
+    );
+    let values = Values::new();
+
+    let mut rows = Vec::new();
+    for workload in workloads() {
+        eprintln!("{}", workload.label);
+        let reads = matches!(workload.kind, Kind::Read { .. }).then(|| {
+            let fixtures = ReadFixtures::build(&base, &values, settings.read_records);
+            // Warm-up: one untimed read of each data set.
+            for &peer in &workload.peers {
+                fixtures.read(peer, settings.read_records, false);
+            }
+            fixtures
+        });
+        let mut row = Row::new(&workload);
+        let reps = match workload.kind {
+            Kind::Durable { .. } => settings.durable_reps,
+            _ => settings.reps,
+        };
+        for rep in 0..reps {
+            // Round-robin, starting one peer later each repetition, so noise
+            // and the after-effects of a run (writeback, cache) hit all peers alike.
+            let n = workload.peers.len();
+            for k in 0..n {
+                let peer = workload.peers[(rep + k) % n];
+                let sample = measure(&base, &values, &settings, workload.kind, peer, reads.as_ref());
+                eprintln!(
+                    "  rep {}/{} {:<24} {:>12} records/s ({} records in {:.3} s)",
+                    rep + 1,
+                    reps,
+                    peer.name(),
+                    report::rate(sample.rate()),
+                    sample.records,
+                    sample.elapsed.as_secs_f64()
+                );
+                row.push(peer, sample.rate());
+            }
+        }
+        drop(reads);
+        rows.push(row);
+    }
+
+    let elapsed = started.elapsed();
+    machine.finish();
+    let table = report::table(&rows);
+    println!("\n{table}");
+    println!(
+        "(median records/s of {} repetitions, {} for the durable rows; run took {})",
+        settings.reps,
+        settings.durable_reps,
+        report::duration(elapsed)
+    );
+    let markdown = report::markdown(&machine, &settings, &base, &rows, elapsed);
+    std::fs::write(&out, markdown).expect("write results");
+    println!("Markdown written to {}", out.display());
+}
