@@ -30,6 +30,14 @@
 //!   recovery (see [`RecoveryReport`]); damage before the recovery point is
 //!   reported as [`Error::Corrupt`] when read, never skipped or dropped.
 //! - **Readers never block the writer** and never see a partial batch.
+//!   They see a batch as soon as it is written, before it is durable: under
+//!   [`SyncPolicy::Always`] a crash can remove a record a reader saw whose
+//!   append had not returned yet (never one whose append returned).
+//!
+//! Records are read by offset ([`Log::read`]), in order ([`Log::iter`]: an
+//! owned [`Record`] per record), or a whole stored batch at a time
+//! ([`Log::batches`]: records borrowed from each [`Batch`], the fastest
+//! scan).
 //! - **A failed sync poisons the handle**: writes fail with
 //!   [`Error::Poisoned`] until the log is reopened.
 //!

@@ -112,12 +112,12 @@ fn workloads() -> Vec<Workload> {
         Workload {
             label: "append, 1 record per call".into(),
             kind: Kind::Append { per_step: 1 },
-            peers: vec![Replog, Commitlog, RaftEngine, Raw],
+            peers: vec![Replog, Commitlog, RaftEngine, Raw, RawFalloc],
         },
         Workload {
             label: "append, batches of 100".into(),
             kind: Kind::Append { per_step: BATCH },
-            peers: vec![Replog, Commitlog, RaftEngine, Okaywal, Raw],
+            peers: vec![Replog, Commitlog, RaftEngine, Okaywal, Raw, RawFalloc],
         },
         Workload {
             label: "sequential read (replog: `iter`)".into(),
@@ -194,8 +194,8 @@ fn measure(base: &Path, values: &Values, s: &Settings, kind: Kind, peer: Peer, r
             Peer::Commitlog => stores::commitlog_append(base, values, per_step, s.append),
             Peer::RaftEngine => stores::raft_append(base, values, per_step, s.append),
             Peer::Okaywal => stores::okaywal_append(base, values, per_step, s.durable_append),
-            Peer::Raw => raw::mmap_append(base, values, per_step, s.append),
-            Peer::RawFalloc => unreachable!("no non-durable variant"),
+            Peer::Raw => raw::mmap_append(base, values, per_step, s.append, true),
+            Peer::RawFalloc => raw::mmap_append(base, values, per_step, s.append, false),
         },
         Kind::Read { replog_batches } => reads.expect("read fixtures").read(peer, s.read_records, replog_batches),
         Kind::Durable { threads, per_op } => {

@@ -82,16 +82,21 @@ fn prefault(map: &mut MmapMut) {
     }
 }
 
-/// Appends by `memcpy` into a preallocated (`fallocate`), pre-faulted map of
-/// a file; `per_step` records per step (a batch is just that many copies).
-/// Nothing is ever synced.
-pub fn mmap_append(base: &Path, values: &Values, per_step: u64, budget: Budget) -> Sample {
+/// Appends by `memcpy` into a preallocated (`fallocate`) map of a file;
+/// `per_step` records per step (a batch is just that many copies). Nothing
+/// is ever synced. With `prefaulted`, every page is faulted in before the
+/// timing starts (the cost of the bytes alone); without, each new page is
+/// faulted in (and zeroed by the kernel) when first written, as it must be
+/// for a log that keeps writing new pages of its files.
+pub fn mmap_append(base: &Path, values: &Values, per_step: u64, budget: Budget, prefaulted: bool) -> Sample {
     let dir = temp_dir(base);
     let file = create(&dir);
     let len = budget.max_records(per_step) * RECORD_BYTES as u64;
     fallocate(&file, len);
     let mut map = map_mut(&file, len);
-    prefault(&mut map);
+    if prefaulted {
+        prefault(&mut map);
+    }
     let mut pos = 0usize;
     timed_loop(per_step, budget, |first| {
         for i in first..first + per_step {

@@ -246,7 +246,9 @@ pub fn markdown(machine: &Machine, s: &Settings, base: &Path, rows: &[Row], elap
          of replog's rate over the other's within each repetition (so it need not equal the ratio of the two \
          medians); above 1 means replog is faster. \"raw\" is the machine's limit for one writer: `memcpy` into a pre-faulted map for \
          the append and read rows, `write` + `fdatasync` on a zero-filled file for the durable rows; \"raw, \
-         fallocate-only\" is the same `write` + `fdatasync` on a file that was only `fallocate`d. † okaywal has \
+         fallocate-only\" is the same on a file that was only `fallocate`d: for appends, a map whose pages are \
+         faulted in (and zeroed by the kernel) as they are first written, which is what any log writing new \
+         pages pays; for durable rows, `write` + `fdatasync` into unwritten extents. † okaywal has \
          no non-durable append: its figure there is for durable (fsynced) batches.\n",
         s.reps, s.durable_reps
     );
@@ -321,7 +323,10 @@ fn semantics(s: &Settings) -> String {
 - **raw, mmap** (append and read rows): a file preallocated with `fallocate` and mapped, every page faulted
   in beforehand with {fallback}; an append is an 8-byte length prefix and the 256-byte value, {rec} bytes,
   copied into the map (a batch of 100 is 100 such copies). Nothing is synced, checksummed or indexed: the cost
-  of the bytes alone. The read walks a fresh map of such a file by its length prefixes.
+  of the bytes alone. The read walks a fresh map of such a file by its length prefixes. **raw, mmap,
+  fallocate-only** (append rows) is the same without faulting the pages in beforehand: each new page is
+  faulted in, and zeroed by the kernel, when first written. A log that keeps writing new pages of its files
+  pays that cost somewhere (replog pays it on its pre-fault thread, on the other core).
 - **raw, write + fdatasync** (durable rows): the same {rec}-byte records, written with one `write(2)` per
   record (or per 100 records in the batch row), each followed by `fdatasync(2)`, into a file of {small} MiB
   ({big} MiB for the batch row) preallocated by writing zeros and `fsync`ing, so the blocks are allocated and
@@ -329,7 +334,9 @@ fn semantics(s: &Settings) -> String {
   the next free range of the same file and `fdatasync`s it. **raw, fallocate-only** does the same on a file
   only `fallocate`d (and `fsync`ed): on ext4 its extents stay "unwritten" until written, so each
   `fdatasync` must also commit the extent conversion through the journal. That is what a naive
-  preallocation gets, and what replog's `fallocate`d segments get today.
+  preallocation gets. (replog `fallocate`s its segments, and under its syncing policies flushes zeros into
+  them ahead of the writer, off the appenders' syncs, so that their conversion is mostly done before
+  the data arrives.)
 - With several threads the raw rows are *not* a limit: each thread syncs on its own, with no group commit,
   whereas replog, raft-engine and okaywal let one sync cover many writers. What one sync can cover is bounded
   by the durable batch row, where one `write` + `fdatasync` carries 100 records.
