@@ -135,7 +135,7 @@ impl BatchHeader {
     }
 
     /// The header bytes, with the CRC field left zero (it is patched in
-    /// after the records are written; see [`batch_checksum`]).
+    /// after the records are written; see `batch_checksum`).
     pub fn encode(&self) -> [u8; BATCH_HEADER_BYTES] {
         let mut out = [0u8; BATCH_HEADER_BYTES];
         out[4..8].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
