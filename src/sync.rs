@@ -11,8 +11,10 @@
 //! the next sync with only its own append while the callers it woke are
 //! still on their way, and groups would alternate between one caller and
 //! the rest. So the syncer first *gathers*: it waits (yielding the CPU) until
-//! as many callers have arrived as the previous sync served, or for half as
-//! long as that sync took, whichever is first. A lone writer never waits: the
+//! as many callers have arrived as the previous sync served, or for as long
+//! as that sync took (at most 500 us), whichever is first. (Waiting half as
+//! long measured a little worse at 4 and 16 writers; waiting not at all,
+//! worse at 4.) A lone writer never waits: the
 //! previous sync served one caller, itself.
 //!
 //! A failed sync poisons the log: Linux may drop the dirty pages and report
@@ -138,7 +140,7 @@ impl GroupCommit {
             state.syncing = true;
             let from = state.synced;
             let gather_goal = state.arrivals_at_last_sync + state.last_group;
-            let gather_for = (state.last_sync_time / 2).min(MAX_GATHER);
+            let gather_for = state.last_sync_time.min(MAX_GATHER);
             let (result, started, took) = parking_lot::MutexGuard::unlocked(&mut state, || {
                 let started = self.gather(gather_goal, gather_for);
                 let clock = Instant::now();
