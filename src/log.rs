@@ -123,7 +123,7 @@ impl Log {
         segments.push(Arc::clone(&recovered.active));
         let start_offset = segments[0].base_offset();
         let next_offset = recovered.active.next_offset();
-        let prefaulter = Prefaulter::start(options.prefault_bytes > 0, options.sync != SyncPolicy::Never);
+        let prefaulter = Prefaulter::start(options.prefault_bytes > 0);
         prefaulter.retarget(
             Some(Arc::clone(recovered.active.mapping())),
             recovered.writer.position(),
@@ -630,22 +630,7 @@ impl Shared {
                 position: tail.end_position,
             };
         }
-        self.check_zeros_ahead()?;
         Ok(synced)
-    }
-
-    /// Fails if the pre-fault thread's flush of zeros ahead of the writer
-    /// failed: Linux reports a write-back error once, possibly to that flush
-    /// instead of ours, so our own sync's success proves nothing.
-    fn check_zeros_ahead(&self) -> Result<()> {
-        if self.prefaulter.flush_failed() {
-            return Err(Error::io(
-                "msync",
-                &self.dir,
-                std::io::Error::other("writing preallocated pages ahead of the writer failed"),
-            ));
-        }
-        Ok(())
     }
 
     /// Persists the durable point as the recovery point, at most once per
@@ -712,7 +697,6 @@ impl Shared {
         let old = std::mem::replace(&mut writer.active, fresh);
         let result = (|| {
             old.seal()?;
-            self.check_zeros_ahead()?;
             let mut segments = self.snapshot().as_ref().clone();
             segments.push(Arc::clone(&segment));
             self.replace_segments(segments);
@@ -862,7 +846,6 @@ impl Shared {
         let active = writer.active.segment();
         let _written = self.recovery_point.lock();
         writer.active.seal()?;
-        self.check_zeros_ahead()?;
         Checkpoint {
             clean: true,
             segment_base: active.base_offset(),

@@ -10,19 +10,8 @@
 //!   writer (without waiting for it), so the disk works while the writer
 //!   goes on and sealing the segment at a roll finds little left to write. This moves no durability mark: only a
 //!   sync the log itself makes counts for that.
-//! - **Writing zeros ahead** (when asked; the log asks under the policies
-//!   that sync): after populating a chunk ahead of the writer, it flushes
-//!   the chunk's zeros to disk. A preallocated (`fallocate`d) extent is
-//!   "unwritten" until its first write-back, and converting it is a journal
-//!   commit inside whichever sync first writes there; flushing zeros ahead
-//!   moves that commit off the appenders' syncs. Measured here with durable
-//!   batches of 100 records of 256 B (which reach new pages on every sync):
-//!   +15-25%. A failure of such a flush is kept for the log's next sync to
-//!   report: the writer may already have written into the chunk, and Linux
-//!   reports a write-back error only once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
@@ -52,10 +41,6 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
-    /// Flush each populated chunk (writing zeros ahead).
-    write_zeros_ahead: bool,
-    /// A flush of zeros ahead failed.
-    flush_failed: AtomicBool,
 }
 
 /// Handle on the pre-fault thread of one log.
@@ -66,13 +51,9 @@ pub(crate) struct Prefaulter {
 }
 
 impl Prefaulter {
-    /// Starts the thread (none when `enabled` is false); with
-    /// `write_zeros_ahead`, it also flushes each chunk it populates.
-    pub(crate) fn start(enabled: bool, write_zeros_ahead: bool) -> Prefaulter {
-        let shared = Arc::new(Shared {
-            write_zeros_ahead,
-            ..Shared::default()
-        });
+    /// Starts the thread (none when `enabled` is false).
+    pub(crate) fn start(enabled: bool) -> Prefaulter {
+        let shared = Arc::new(Shared::default());
         let thread = enabled.then(|| {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
@@ -97,12 +78,6 @@ impl Prefaulter {
         if raised {
             self.shared.changed.notify_all();
         }
-    }
-
-    /// Whether a flush of zeros ahead has failed: the caller must treat it
-    /// as a failed sync of the log.
-    pub(crate) fn flush_failed(&self) -> bool {
-        self.shared.flush_failed.load(Ordering::Acquire)
     }
 
     /// Switches to a new mapping (or to none), starting at `from`. Returns
@@ -181,13 +156,7 @@ fn run(shared: &Shared) {
         };
         state.busy = true;
         let outcome = parking_lot::MutexGuard::unlocked(&mut state, || match &work {
-            Work::Populate(map, start, end) => {
-                let populated = map.populate(*start..*end).is_ok();
-                if populated && shared.write_zeros_ahead && map.flush(*start..*end).is_err() {
-                    shared.flush_failed.store(true, Ordering::Release);
-                }
-                populated
-            }
+            Work::Populate(map, start, end) => map.populate(*start..*end).is_ok(),
             // A failed write-back start is harmless: the log's own syncs
             // write everything and report their failures.
             Work::WriteBack(map, start, end) => map.start_write_back(*start..*end).is_ok(),
