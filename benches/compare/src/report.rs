@@ -334,9 +334,7 @@ fn semantics(s: &Settings) -> String {
   the next free range of the same file and `fdatasync`s it. **raw, fallocate-only** does the same on a file
   only `fallocate`d (and `fsync`ed): on ext4 its extents stay "unwritten" until written, so each
   `fdatasync` must also commit the extent conversion through the journal. That is what a naive
-  preallocation gets. (replog `fallocate`s its segments, and under its syncing policies flushes zeros into
-  them ahead of the writer, off the appenders' syncs, so that their conversion is mostly done before
-  the data arrives.)
+  preallocation gets, and what replog's `fallocate`d segments get.
 - With several threads the raw rows are *not* a limit: each thread syncs on its own, with no group commit,
   whereas replog, raft-engine and okaywal let one sync cover many writers. What one sync can cover is bounded
   by the durable batch row, where one `write` + `fdatasync` carries 100 records.
