@@ -70,15 +70,11 @@ impl Iter {
             end_offset: at.header.next_offset(),
         };
         while batch.offset < self.walker.next_offset() {
-            batch.cursor = self.decode(&batch)?.1;
+            batch.cursor = decode_in(&self.walker, &batch)?.1;
             batch.offset += 1;
         }
         self.batch = Some(batch);
         Ok(true)
-    }
-
-    fn decode(&self, batch: &RecordCursor) -> Result<(RecordFields, usize)> {
-        decode_in(&self.walker, batch)
     }
 
     fn next_record(&mut self) -> Result<Option<Record>> {

@@ -14,8 +14,8 @@
 //! as many callers have arrived as the previous sync served, or for as long
 //! as that sync took (at most 500 us), whichever is first. (Waiting half as
 //! long measured a little worse at 4 and 16 writers; waiting not at all,
-//! worse at 4.) A lone writer never waits: the
-//! previous sync served one caller, itself.
+//! worse at 4.) A lone writer never waits: the previous sync served one
+//! caller, itself.
 //!
 //! A failed sync poisons the log: Linux may drop the dirty pages and report
 //! success on a retry (PostgreSQL's "fsyncgate"), so nothing is retried and
