@@ -294,6 +294,66 @@ fn follow_one_writer(test: &str, options: Options, retention: bool) {
         });
     }
 
+    // Batch scanners from random offsets: whole stored batches, contiguous,
+    // the first holding `from`, every record (borrowed and owned) correct,
+    // at least up to the next_offset() seen before creating them.
+    {
+        let (log, done) = (log.clone(), done.clone());
+        spawn(&mut handles, "batches".into(), move || {
+            let mut rng = Rng::new(seed ^ 0xBA7C);
+            let mut scans = 0;
+            while !done.load(SeqCst) {
+                let start = log.start_offset();
+                let end = log.next_offset();
+                let from = start + rng.below(end - start + 1);
+                let limit = from + 1 + rng.below(2000);
+                let context = format!("seed {seed}: batches({from})");
+                let mut expected = from;
+                let mut gone = false;
+                for item in log.batches(from) {
+                    let batch = match item {
+                        Ok(batch) => batch,
+                        Err(Error::OffsetOutOfRange { .. }) if retention && expected == from && deleted(&log, from) => {
+                            gone = true;
+                            break;
+                        }
+                        Err(e) => panic!("{context} failed at {expected}: {e}"),
+                    };
+                    assert!(
+                        batch.base_offset() <= expected,
+                        "{context}: batch skips to {}",
+                        batch.base_offset()
+                    );
+                    assert_eq!(
+                        batch.next_offset(),
+                        batch.base_offset() + batch.records().count() as u64
+                    );
+                    for borrowed in batch.records().filter(|r| r.offset() >= from) {
+                        assert_eq!(borrowed.offset(), expected, "{context}: offsets are contiguous");
+                        assert_eq!(
+                            borrowed.value(),
+                            &value_at(expected)[..],
+                            "{context}: value at {expected}"
+                        );
+                        assert_eq!(borrowed.key().map(|k| k.to_vec()), key_at(expected), "{context}: key");
+                        let owned = batch.record(expected).unwrap();
+                        check_record(&owned, expected, &context);
+                        expected += 1;
+                    }
+                    if expected >= limit {
+                        break;
+                    }
+                }
+                assert!(
+                    expected >= end.min(limit) || gone,
+                    "{context} stopped at {expected}, before {end}"
+                );
+                scans += 1;
+            }
+            scans
+        });
+    }
+
     // Tailers: wait_for(offset) then read (or iterate) it, following the writer.
     for t in 0..2u64 {
         let (log, done) = (log.clone(), done.clone());
@@ -400,7 +460,7 @@ fn follow_one_writer(test: &str, options: Options, retention: bool) {
     };
     assert!(written > 1000, "the writer wrote only {written} records");
     assert!(
-        count("reader") > 0 && count("iterator") > 0,
+        count("reader") > 0 && count("iterator") > 0 && count("batches") > 0,
         "readers did nothing: {results:?}"
     );
     for (name, reached) in results.iter().filter(|(n, _)| n.starts_with("tailer")) {
