@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::format::{BATCH_HEADER_BYTES, BatchHeader, decode_record};
+use crate::format::{BATCH_HEADER_BYTES, BatchHeader, decode_record, nth_record};
 use crate::record::Record;
 
 /// A batch as stored in the log: the unit of appending, checksumming and
@@ -72,11 +72,7 @@ impl Batch {
         if offset < self.header.base_offset || offset >= self.header.next_offset() {
             return None;
         }
-        let mut cursor = BATCH_HEADER_BYTES;
-        for _ in self.header.base_offset..offset {
-            cursor = decode_record(&self.bytes, cursor).ok()?.1;
-        }
-        let (fields, _) = decode_record(&self.bytes, cursor).ok()?;
+        let fields = nth_record(&self.bytes, offset - self.header.base_offset).ok()?;
         Some(Record::from_batch(
             &self.bytes,
             offset,

@@ -39,7 +39,7 @@ impl Batches {
 
     pub(crate) fn failed(error: Error) -> Batches {
         Batches {
-            walker: BatchWalker::new(Arc::new(Vec::new()), 0, 0),
+            walker: BatchWalker::empty(),
             error: Some(error),
         }
     }
@@ -123,6 +123,11 @@ impl BatchWalker {
             view: None,
             current: None,
         }
+    }
+
+    /// A walk over nothing, for an iterator that only reports an error.
+    pub(crate) fn empty() -> BatchWalker {
+        BatchWalker::new(Arc::new(Vec::new()), 0, 0)
     }
 
     /// Records below `offset` are no longer wanted; `advance` moves to the

@@ -221,6 +221,16 @@ impl RecordFields {
     }
 }
 
+/// Decodes the `index`-th record of `batch` (0 is the first), decoding past
+/// the ones before it.
+pub(crate) fn nth_record(batch: &[u8], index: u64) -> Result<RecordFields, DecodeError> {
+    let mut cursor = BATCH_HEADER_BYTES;
+    for _ in 0..index {
+        cursor = decode_record(batch, cursor)?.1;
+    }
+    Ok(decode_record(batch, cursor)?.0)
+}
+
 /// Decodes the record starting at `position` in `batch`; returns it and the
 /// position of the next record. Every length is checked against `batch`.
 pub fn decode_record(batch: &[u8], position: usize) -> Result<(RecordFields, usize), DecodeError> {

@@ -50,7 +50,7 @@ impl Iter {
 
     pub(crate) fn failed(error: Error) -> Iter {
         Iter {
-            walker: BatchWalker::new(std::sync::Arc::new(Vec::new()), 0, 0),
+            walker: BatchWalker::empty(),
             batch: None,
             error: Some(error),
         }

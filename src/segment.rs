@@ -444,17 +444,9 @@ impl Segment {
             return Ok(None);
         };
         let batch = self.batch_bytes(position, &header)?;
-        let wanted = offset - header.base_offset;
-        let mut cursor = BATCH_HEADER_BYTES;
-        for i in 0..=wanted {
-            let (fields, next) =
-                decode_record(&batch, cursor).map_err(|reason| Error::corrupt(self.path(), position, reason))?;
-            if i == wanted {
-                return Ok(Some(Record::from_batch(&batch, offset, header.leader_epoch, fields)));
-            }
-            cursor = next;
-        }
-        unreachable!("the loop returns at i == wanted")
+        let fields = format::nth_record(&batch, offset - header.base_offset)
+            .map_err(|reason| Error::corrupt(self.path(), position, reason))?;
+        Ok(Some(Record::from_batch(&batch, offset, header.leader_epoch, fields)))
     }
 
     /// Offset of the first record with a timestamp at or after `timestamp_ms`.
