@@ -207,7 +207,7 @@ fn read(c: &mut Criterion) {
         // with timestamps 1 ms apart for the by-timestamp reads.
         let log = Log::open(dir.path(), read_options()).unwrap();
         for i in 0..RECORDS {
-            log.append_record(NewRecord::new(&value).timestamp(FIRST_TIMESTAMP_MS + i as i64))
+            log.append_record(NewRecord::new(&value).timestamp_ms(FIRST_TIMESTAMP_MS + i as i64))
                 .unwrap();
         }
         log.close().unwrap();

@@ -31,7 +31,7 @@ fn main() -> replog::Result<()> {
             .map(|(i, author)| {
                 NewRecord::new(&body)
                     .key(author.as_bytes())
-                    .timestamp(start_ms + (posted + i as u64) as i64)
+                    .timestamp_ms(start_ms + (posted + i as u64) as i64)
             })
             .collect();
         log.append_records(&batch)?;
@@ -92,7 +92,7 @@ fn main() -> replog::Result<()> {
         "post 123456: author {}, {} bytes, timestamp {}",
         String::from_utf8_lossy(post.key().expect("posts have authors")),
         post.value().len(),
-        post.timestamp()
+        post.timestamp_ms()
     );
     let since = log.offset_for_timestamp(start_ms + 500_000)?;
     println!("first post at or after t0 + 500 s: offset {since:?}");

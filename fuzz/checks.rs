@@ -118,7 +118,7 @@ fn check_all_records(log: &Log, records: &[Record], context: &str) {
         log.read(records.len() as u64),
         Err(Error::OffsetOutOfRange { .. })
     ));
-    let timestamps: Vec<i64> = records.iter().map(Record::timestamp).collect();
+    let timestamps: Vec<i64> = records.iter().map(Record::timestamp_ms).collect();
     let mut queries = vec![i64::MIN, i64::MAX];
     for &t in &timestamps {
         queries.extend([t, t.saturating_add(1)]);
@@ -150,7 +150,7 @@ fn check_all_batches(log: &Log, records: &[Record], context: &str) {
         assert_eq!(batch.record_count(), header.record_count);
         assert_eq!(batch.next_offset(), header.next_offset());
         assert_eq!(batch.leader_epoch(), header.leader_epoch);
-        assert_eq!(batch.max_timestamp(), header.max_timestamp_ms);
+        assert_eq!(batch.max_timestamp_ms(), header.max_timestamp_ms);
         let mut count = 0;
         for record in batch.records() {
             let expected = records
@@ -158,7 +158,7 @@ fn check_all_batches(log: &Log, records: &[Record], context: &str) {
                 .expect("a batch record inside the log");
             assert_eq!(record.offset(), offset + count, "{context}");
             assert!(
-                record.timestamp() == expected.timestamp()
+                record.timestamp_ms() == expected.timestamp_ms()
                     && record.key() == expected.key().map(|k| &k[..])
                     && record.value() == &expected.value()[..]
                     && batch.leader_epoch() == expected.leader_epoch(),
@@ -248,7 +248,7 @@ struct Expected {
 impl Expected {
     fn matches(&self, offset: u64, record: &Record) -> bool {
         record.offset() == offset
-            && record.timestamp() == self.timestamp
+            && record.timestamp_ms() == self.timestamp
             && record.leader_epoch() == self.epoch
             && record.key().map(|k| k.to_vec()) == self.key
             && record.value()[..] == self.value[..]
@@ -311,7 +311,7 @@ fn build_template() -> Template {
         let new: Vec<NewRecord<'_>> = batch
             .iter()
             .map(|e| {
-                let r = NewRecord::new(&e.value).timestamp(e.timestamp);
+                let r = NewRecord::new(&e.value).timestamp_ms(e.timestamp);
                 match &e.key {
                     Some(key) => r.key(key),
                     None => r,
@@ -511,7 +511,7 @@ impl Template {
                 let expected = &self.records[record.offset() as usize];
                 assert!(
                     record.offset() == batch.base_offset() + count
-                        && record.timestamp() == expected.timestamp
+                        && record.timestamp_ms() == expected.timestamp
                         && batch.leader_epoch() == expected.epoch
                         && record.key() == expected.key.as_deref()
                         && record.value() == &expected.value[..],
@@ -771,11 +771,11 @@ fn index_file_expecting(data: &[u8], force: Option<Expect>) {
     }
     if input.after & 1 != 0 {
         let value = b"appended after the checks";
-        let record = NewRecord::new(value).key(b"fuzz").timestamp(TS_BASE + 1_000_000);
+        let record = NewRecord::new(value).key(b"fuzz").timestamp_ms(TS_BASE + 1_000_000);
         let offset = log.append_record(record).expect("append");
         assert_eq!(offset, len as u64);
         match log.read(offset) {
-            Ok(read) => assert!(&read.value()[..] == value && read.timestamp() == TS_BASE + 1_000_000),
+            Ok(read) => assert!(&read.value()[..] == value && read.timestamp_ms() == TS_BASE + 1_000_000),
             Err(error) => assert!(expect == Expect::Forged && matches!(error, Error::Corrupt { .. })),
         }
         match log.offset_for_timestamp(TS_BASE + 1_000_000) {

@@ -1,4 +1,5 @@
-//! The one error type of the crate.
+//! The one error type of the crate, and [`Damage`]: what a check of stored
+//! or received bytes found wrong.
 
 use std::io;
 use std::path::PathBuf;
@@ -10,7 +11,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Variants carry structured fields rather than formatted strings, so callers
 /// can match on them (for example, a follower that receives
-/// [`Error::OffsetOutOfRange`] knows where the leader's log starts and ends).
+/// [`Error::OffsetOutOfRange`] knows where the leader's log starts and ends,
+/// and one that receives [`Error::Corrupt`] branches on its [`Damage`]).
+/// No caller should need to match on the message text.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -21,22 +24,22 @@ pub enum Error {
         dir: PathBuf,
     },
 
-    /// One record is larger than `Options::max_record_bytes`. Nothing was written.
-    #[error("record of {size} bytes exceeds the limit of {max} bytes")]
+    /// One record is larger than `Options::record_bytes_max`. Nothing was written.
+    #[error("record of {size_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
     RecordTooLarge {
         /// Key plus value length of the offending record, in bytes.
-        size: u64,
+        size_bytes: u64,
         /// The configured limit, in bytes.
-        max: u64,
+        limit_bytes: u64,
     },
 
     /// A batch does not fit in one segment. Nothing was written.
-    #[error("batch of {size} encoded bytes does not fit in a segment of at most {max} bytes of data")]
+    #[error("batch of {size_bytes} encoded bytes does not fit in a segment of at most {limit_bytes} bytes of data")]
     BatchTooLarge {
         /// Encoded size of the batch, in bytes.
-        size: u64,
+        size_bytes: u64,
         /// Largest batch a segment can hold, in bytes.
-        max: u64,
+        limit_bytes: u64,
     },
 
     /// A batch with no records was given. Nothing was written.
@@ -56,20 +59,34 @@ pub enum Error {
     },
 
     /// Stored bytes failed validation. They are never returned as data.
-    #[error("corrupt data in segment {segment} at byte {position}: {reason}")]
+    #[error("corrupt data in {path} at byte {position}: {damage}")]
     Corrupt {
         /// Path of the file that holds the bad bytes.
-        segment: PathBuf,
+        path: PathBuf,
         /// Byte position within that file.
         position: u64,
         /// What check failed.
-        reason: &'static str,
+        damage: Damage,
+    },
+
+    /// Encoded batches given to [`Log::append_encoded`](crate::Log::append_encoded)
+    /// failed validation. Nothing was written.
+    #[error("encoded batch at byte {position} of the input is invalid: {damage}")]
+    InvalidBatch {
+        /// Byte position of the offending batch within the input.
+        position: u64,
+        /// What check failed.
+        damage: Damage,
     },
 
     /// A sync failed earlier; this handle refuses writes. Close and reopen the
     /// log: recovery will establish what is really on disk.
     #[error("an earlier sync failed; the log refuses writes until it is reopened")]
     Poisoned,
+
+    /// The log was opened read-only; it refuses every change.
+    #[error("the log was opened read-only")]
+    ReadOnly,
 
     /// The options given to `Log::open` are inconsistent.
     #[error("invalid options: {reason}")]
@@ -99,6 +116,82 @@ pub enum Error {
     },
 }
 
+/// What a check of stored (or received) bytes found wrong: the payload of
+/// [`Error::Corrupt`] and [`Error::InvalidBatch`], and the error type of the
+/// [`codec`](crate::codec) functions.
+///
+/// Replication branches on it: for example a torn tail shows up as
+/// [`Damage::Truncated`] or [`Damage::ChecksumMismatch`], bytes from the
+/// wrong place as [`Damage::UnexpectedOffset`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Damage {
+    /// The stored CRC-32 differs from the one computed over the bytes.
+    #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    ChecksumMismatch {
+        /// The checksum found in the bytes.
+        stored: u32,
+        /// The checksum of the bytes as they are.
+        computed: u32,
+    },
+    /// A batch (or file) starts at another offset than the one expected there.
+    #[error("expected offset {expected}, found {found}")]
+    UnexpectedOffset {
+        /// The offset that belongs at this place.
+        expected: u64,
+        /// The offset the bytes claim.
+        found: u64,
+    },
+    /// The bytes end before the structure they should hold does.
+    #[error("the data ends inside a structure (truncated)")]
+    Truncated,
+    /// A length or count field disagrees with the bytes it describes (too
+    /// small for its record count, records that do not fill the batch, a
+    /// file larger than any the log writes, offsets that overflow `u64`).
+    #[error("a length or count field disagrees with the data")]
+    BadLength,
+    /// The magic number is not the one of the structure expected here
+    /// (not a replog file, or not a batch header at this position).
+    #[error("bad magic number: not the structure expected here")]
+    BadMagic,
+    /// The structure was written by a format version this build does not
+    /// read (see `docs/FORMAT.md`, "Version history").
+    #[error("format version {version} is not supported by this build")]
+    UnknownVersion {
+        /// The version found.
+        version: u32,
+    },
+    /// The timestamps of a batch's records disagree with its header.
+    #[error("record timestamps disagree with the batch header")]
+    BadTimestamp,
+    /// A batch's leader epoch is below the one before it.
+    #[error("leader epoch {found} follows the higher epoch {previous}")]
+    EpochRegression {
+        /// Epoch of the batch before.
+        previous: u64,
+        /// Epoch of this batch.
+        found: u64,
+    },
+    /// A segment file belongs to another log (its log id differs).
+    #[error("belongs to another log (log id {found:#018x}, expected {expected:#018x})")]
+    ForeignLog {
+        /// The log id of this log.
+        expected: u64,
+        /// The log id in the file.
+        found: u64,
+    },
+    /// Records the log's metadata says exist are missing from its files.
+    #[error("records from offset {offset} on are missing")]
+    MissingRecords {
+        /// The first offset that should be there and is not.
+        offset: u64,
+    },
+    /// A position or offset in a metadata file (checkpoint, epoch history)
+    /// points outside the data it describes.
+    #[error("metadata points outside the data it describes")]
+    OutOfBounds,
+}
+
 impl Error {
     /// Builds an `Io` error; used with `map_err(|e| Error::io("op", path, e))`.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
@@ -110,11 +203,19 @@ impl Error {
     }
 
     /// Builds a `Corrupt` error.
-    pub(crate) fn corrupt(segment: impl Into<PathBuf>, position: u64, reason: &'static str) -> Error {
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, position: u64, damage: Damage) -> Error {
         Error::Corrupt {
-            segment: segment.into(),
+            path: path.into(),
             position,
-            reason,
+            damage,
+        }
+    }
+
+    /// The damage found, for [`Error::Corrupt`] and [`Error::InvalidBatch`].
+    pub fn damage(&self) -> Option<Damage> {
+        match self {
+            Error::Corrupt { damage, .. } | Error::InvalidBatch { damage, .. } => Some(*damage),
+            _ => None,
         }
     }
 }

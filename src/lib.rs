@@ -9,7 +9,7 @@
 //! # fn main() -> replog::Result<()> {
 //! # let dir = tempfile::tempdir().unwrap();
 //! let log = Log::open(dir.path(), Options::default().sync(SyncPolicy::Always))?;
-//! let offset = log.append_record(NewRecord::new(b"hello").key(b"alice").timestamp(1_000))?;
+//! let offset = log.append_record(NewRecord::new(b"hello").key(b"alice").timestamp_ms(1_000))?;
 //! let record = log.read(offset)?;
 //! assert_eq!(record.key().map(|k| &k[..]), Some(&b"alice"[..]));
 //! assert_eq!(log.offset_for_timestamp(500)?, Some(offset));
@@ -47,40 +47,36 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
-mod batch;
-mod batches;
-mod checkpoint;
+mod clock;
 mod error;
 mod format;
-mod fsutil;
-mod index;
-mod index_file;
-mod iter;
+mod listener;
 mod log;
-#[allow(unsafe_code)]
-mod mmap;
 mod options;
-mod prefault;
+mod read;
 mod record;
-mod recovery;
-mod segment;
-mod sync;
+mod storage;
 
-pub use batch::{Batch, BatchRecords, RecordRef};
-pub use batches::Batches;
-pub use error::{Error, Result};
+pub use clock::{Clock, SystemClock};
+pub use error::{Damage, Error, Result};
 pub use format::NewRecord;
-pub use iter::Iter;
+pub use listener::{LogListener, NoListener};
 pub use log::Log;
-pub use options::{INDEX_INTERVAL_BYTES_MIN, Options, Retention, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SyncPolicy};
+pub use options::{
+    INDEX_INTERVAL_BYTES_MIN, MAPPED_SEGMENTS_MAX_DEFAULT, Options, RECORD_BYTES_MAX_DEFAULT, Retention,
+    SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SyncPolicy,
+};
+pub use read::{Batch, BatchRecords, Batches, Iter, RecordRef};
 pub use record::Record;
-pub use recovery::RecoveryReport;
+pub use storage::recovery::RecoveryReport;
 
 /// Encoding and decoding of the on-disk batch format, for tools, fuzzing and
-/// (later) replication. The log itself encodes straight into its mapping.
+/// replication. The log itself encodes straight into its mapping. Every
+/// decoding error is a [`Damage`].
 pub mod codec {
     pub use crate::format::{
-        BATCH_HEADER_BYTES, BatchHeader, DecodeError, FORMAT_VERSION, RECORD_HEADER_BYTES, RecordFields,
-        SEGMENT_HEADER_BYTES, SegmentHeader, decode_record, decode_segment_header, encode_batch_to_vec, validate_batch,
+        BATCH_HEADER_BYTES, BatchHeader, ByteSink, FORMAT_VERSION, RECORD_HEADER_BYTES, RecordFields,
+        SEGMENT_HEADER_BYTES, SegmentHeader, batch_checksum, decode_record, decode_segment_header, encode_batch,
+        encode_batch_to_vec, encode_segment_header, validate_batch,
     };
 }

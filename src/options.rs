@@ -1,9 +1,14 @@
-//! Configuration of a [`Log`](crate::Log): sizes, durability, retention.
+//! Configuration of a [`Log`](crate::Log): sizes, durability, retention,
+//! limits, and the injected clock and listener.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::format::{BATCH_HEADER_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::listener::{LogListener, NoListener};
 
 /// Smallest allowed segment: room for the header and a few small batches.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
@@ -12,7 +17,9 @@ pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
 /// Smallest allowed sparse-index interval.
 pub const INDEX_INTERVAL_BYTES_MIN: u32 = 64;
 /// Default limit on one record's key plus value.
-pub const DEFAULT_MAX_RECORD_BYTES: u32 = 1 << 20;
+pub const RECORD_BYTES_MAX_DEFAULT: u32 = 1 << 20;
+/// Default limit on sealed segments kept mapped and open at once.
+pub const MAPPED_SEGMENTS_MAX_DEFAULT: usize = 1024;
 
 /// When appended data is made durable (flushed to the storage device).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +40,10 @@ pub enum SyncPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Retention {
     /// Delete the oldest closed segments while the log's total size exceeds this.
-    pub max_bytes: Option<u64>,
-    /// Delete closed segments whose newest record timestamp is older than this.
-    pub max_age: Option<Duration>,
+    pub bytes_max: Option<u64>,
+    /// Delete closed segments whose newest record timestamp is older than
+    /// this, by the log's [`Clock`].
+    pub age_max: Option<Duration>,
 }
 
 /// Options for [`Log::open`](crate::Log::open). Builder methods take and return
@@ -46,29 +54,52 @@ pub struct Retention {
 /// let options = Options::default().segment_bytes(1 << 20).sync(SyncPolicy::Always);
 /// assert_eq!(options.segment_bytes_value(), 1 << 20);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     pub(crate) segment_bytes: u64,
     pub(crate) index_interval_bytes: u32,
     /// `None`: the default, 1 MiB or what fits in a segment if less.
-    pub(crate) max_record_bytes: Option<u32>,
+    pub(crate) record_bytes_max: Option<u32>,
     pub(crate) sync: SyncPolicy,
     pub(crate) retention: Retention,
     pub(crate) prefault_bytes: u64,
+    pub(crate) mapped_segments_max: usize,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) listener: Arc<dyn LogListener>,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("segment_bytes", &self.segment_bytes)
+            .field("index_interval_bytes", &self.index_interval_bytes)
+            .field("record_bytes_max", &self.record_bytes_max_value())
+            .field("sync", &self.sync)
+            .field("retention", &self.retention)
+            .field("prefault_bytes", &self.prefault_bytes)
+            .field("mapped_segments_max", &self.mapped_segments_max)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Options {
     /// Production defaults: 256 MiB segments, an index entry every 4 KiB,
-    /// records up to 1 MiB (or the most a segment holds, if less), `SyncPolicy::Always`, no retention, 8 MiB of
-    /// pages pre-faulted ahead of the writer.
+    /// records up to 1 MiB (or the most a segment holds, if less),
+    /// `SyncPolicy::Always`, no retention, 8 MiB of pages pre-faulted ahead
+    /// of the writer, at most 1024 sealed segments mapped at once, the
+    /// system clock, no listener.
     fn default() -> Self {
         Options {
             segment_bytes: 256 << 20,
             index_interval_bytes: 4096,
-            max_record_bytes: None,
+            record_bytes_max: None,
             sync: SyncPolicy::Always,
             retention: Retention::default(),
             prefault_bytes: 8 << 20,
+            mapped_segments_max: MAPPED_SEGMENTS_MAX_DEFAULT,
+            clock: Arc::new(SystemClock),
+            listener: Arc::new(NoListener),
         }
     }
 }
@@ -92,18 +123,18 @@ impl Options {
     /// Largest record (key plus value), in bytes. It must fit, with its
     /// headers, in one segment. Default: 1 MiB, or less if segments are small.
     #[must_use]
-    pub fn max_record_bytes(mut self, bytes: u32) -> Self {
-        self.max_record_bytes = Some(bytes);
+    pub fn record_bytes_max(mut self, bytes: u32) -> Self {
+        self.record_bytes_max = Some(bytes);
         self
     }
 
-    /// The record size limit in force (see [`Options::max_record_bytes`]).
-    pub fn max_record_bytes_value(&self) -> u32 {
+    /// The record size limit in force (see [`Options::record_bytes_max`]).
+    pub fn record_bytes_max_value(&self) -> u32 {
         let fits = self
             .batch_bytes_max()
             .saturating_sub((BATCH_HEADER_BYTES + RECORD_HEADER_BYTES) as u64);
-        self.max_record_bytes
-            .unwrap_or_else(|| fits.min(DEFAULT_MAX_RECORD_BYTES as u64) as u32)
+        self.record_bytes_max
+            .unwrap_or_else(|| fits.min(RECORD_BYTES_MAX_DEFAULT as u64) as u32)
     }
 
     /// When appends become durable. See [`SyncPolicy`].
@@ -126,6 +157,36 @@ impl Options {
     #[must_use]
     pub fn prefault_bytes(mut self, bytes: u64) -> Self {
         self.prefault_bytes = bytes;
+        self
+    }
+
+    /// At most this many sealed segments are kept mapped and open at once
+    /// (least recently used first out); others are mapped again when read.
+    /// Bounds the log's share of `vm.max_map_count` and of the open-file
+    /// limit: the log holds at most `mapped_segments_max + 1` segment
+    /// mappings and descriptors (the active segment is always mapped), plus
+    /// those that readers still hold. At least 1. Default: 1024.
+    #[must_use]
+    pub fn mapped_segments_max(mut self, count: usize) -> Self {
+        self.mapped_segments_max = count;
+        self
+    }
+
+    /// The clock for timestamps, retention by age, interval syncs and the
+    /// recovery-point cadence (default: [`SystemClock`]). A simulation on
+    /// virtual time supplies its own; see [`Clock`].
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Hooks called after appends, syncs, truncations, rolls and segment
+    /// deletions (default: none). See [`LogListener`] for which thread calls
+    /// each and what it must not do.
+    #[must_use]
+    pub fn listener(mut self, listener: Arc<dyn LogListener>) -> Self {
+        self.listener = listener;
         self
     }
 
@@ -153,12 +214,15 @@ impl Options {
         if self.index_interval_bytes < INDEX_INTERVAL_BYTES_MIN {
             return fail("index_interval_bytes must be at least 64");
         }
-        if self.max_record_bytes_value() == 0 {
-            return fail("max_record_bytes must be at least 1");
+        if self.record_bytes_max_value() == 0 {
+            return fail("record_bytes_max must be at least 1");
         }
-        let one_record_batch = (BATCH_HEADER_BYTES + RECORD_HEADER_BYTES) as u64 + self.max_record_bytes_value() as u64;
+        let one_record_batch = (BATCH_HEADER_BYTES + RECORD_HEADER_BYTES) as u64 + self.record_bytes_max_value() as u64;
         if one_record_batch > self.batch_bytes_max() {
-            return fail("max_record_bytes must leave a record of that size room in one segment");
+            return fail("record_bytes_max must leave a record of that size room in one segment");
+        }
+        if self.mapped_segments_max == 0 {
+            return fail("mapped_segments_max must be at least 1");
         }
         if let SyncPolicy::Interval(d) = self.sync
             && d.is_zero()
@@ -186,7 +250,7 @@ mod tests {
 
     #[test]
     fn rejects_records_that_cannot_fit_a_segment() {
-        let options = Options::default().segment_bytes(4096).max_record_bytes(4096);
+        let options = Options::default().segment_bytes(4096).record_bytes_max(4096);
         assert!(matches!(options.validate(), Err(Error::InvalidOptions { .. })));
     }
 
@@ -194,8 +258,8 @@ mod tests {
     fn default_record_limit_shrinks_to_fit_small_segments() {
         let options = Options::default().segment_bytes(4096);
         options.validate().unwrap();
-        assert_eq!(options.max_record_bytes_value(), 4096 - 64 - 48 - 16);
-        assert_eq!(Options::default().max_record_bytes_value(), 1 << 20);
+        assert_eq!(options.record_bytes_max_value(), 4096 - 64 - 48 - 16);
+        assert_eq!(Options::default().record_bytes_max_value(), 1 << 20);
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Record {
 
     /// Timestamp in milliseconds since the Unix epoch (caller-supplied, or
     /// the time of the append).
-    pub fn timestamp(&self) -> i64 {
+    pub fn timestamp_ms(&self) -> i64 {
         self.timestamp_ms
     }
 

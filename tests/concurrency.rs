@@ -509,8 +509,8 @@ fn readers_iterators_and_tailers_follow_one_writer() {
 #[test]
 fn readers_iterators_and_tailers_follow_one_writer_under_retention() {
     let options = small_options(5000, SyncPolicy::Interval(Duration::from_millis(3))).retention(Retention {
-        max_bytes: Some(400 << 10),
-        max_age: None,
+        bytes_max: Some(400 << 10),
+        age_max: None,
     });
     follow_one_writer(
         "readers_iterators_and_tailers_follow_one_writer_under_retention",

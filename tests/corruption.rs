@@ -126,7 +126,7 @@ fn append_batch(log: &Log, offsets: Range<u64>) {
         .iter()
         .zip(offsets.clone())
         .map(|((k, v), i)| {
-            let record = NewRecord::new(v).timestamp(timestamp(i));
+            let record = NewRecord::new(v).timestamp_ms(timestamp(i));
             match k {
                 Some(k) => record.key(k),
                 None => record,
@@ -158,7 +158,7 @@ fn assert_record(record: &Record, i: u64) {
         value(i).escape_ascii()
     );
     assert_eq!(record.key().map(|k| k.to_vec()), key(i), "key of {i}");
-    assert_eq!(record.timestamp(), timestamp(i), "timestamp of {i}");
+    assert_eq!(record.timestamp_ms(), timestamp(i), "timestamp of {i}");
 }
 
 /// The log holds exactly the model's records `0..n`. Reads and iterates

@@ -296,7 +296,7 @@ fn crash_child() {
                 let key = batch.key(base).unwrap();
                 let record = NewRecord::new(&values[0])
                     .key(&key)
-                    .timestamp(batch.timestamp(base).unwrap());
+                    .timestamp_ms(batch.timestamp(base).unwrap());
                 log.append_record(record)
             }
             _ => log.append_batch(&values),
@@ -453,7 +453,7 @@ impl Stored {
         Stored {
             value: record.value().to_vec(),
             key: record.key().map(|k| k.to_vec()),
-            timestamp: record.timestamp(),
+            timestamp: record.timestamp_ms(),
         }
     }
 }
@@ -560,7 +560,11 @@ fn check_log(log: &Log, model: &mut Model, acked: &[Batch], stats: &mut Stats) {
                 );
                 assert_eq!(stored.key, batch.key(offset), "{context}: offset {offset}: key");
                 if let Some(timestamp) = batch.timestamp(offset) {
-                    assert_eq!(record.timestamp(), timestamp, "{context}: offset {offset}: timestamp");
+                    assert_eq!(
+                        record.timestamp_ms(),
+                        timestamp,
+                        "{context}: offset {offset}: timestamp"
+                    );
                 }
                 model.verified.push(stored);
             }

@@ -127,14 +127,14 @@ fn forged_index_entry_fabricates_a_record() {
             .prefault_bytes(0)
     };
     let log = Log::open(dir.path(), options()).unwrap();
-    let fake = replog::codec::encode_batch_to_vec(&[NewRecord::new(b"never appended").timestamp(7)], 20, 0, 0);
+    let fake = replog::codec::encode_batch_to_vec(&[NewRecord::new(b"never appended").timestamp_ms(7)], 20, 0, 0);
     for offset in 0..30u64 {
         let value = if offset == 10 {
             fake.clone()
         } else {
             format!("record {offset}").into_bytes()
         };
-        log.append_record(NewRecord::new(&value).timestamp(1000 + offset as i64))
+        log.append_record(NewRecord::new(&value).timestamp_ms(1000 + offset as i64))
             .unwrap();
     }
     log.close().unwrap();

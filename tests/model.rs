@@ -68,12 +68,12 @@ impl Setup {
             .retention(match self.keep {
                 Keep::All => Retention::default(),
                 Keep::Bytes(bytes) => Retention {
-                    max_bytes: Some(bytes),
-                    max_age: None,
+                    bytes_max: Some(bytes),
+                    age_max: None,
                 },
                 Keep::Age(secs) => Retention {
-                    max_bytes: None,
-                    max_age: Some(Duration::from_secs(secs)),
+                    bytes_max: None,
+                    age_max: Some(Duration::from_secs(secs)),
                 },
             })
     }
@@ -385,7 +385,7 @@ fn same(record: &Record, offset: u64, rec: &Rec, what: &str) -> Result<(), Strin
         rec.value.len(),
         &rec.value[..rec.value.len().min(16)]
     );
-    ensure_eq!(record.timestamp(), rec.ts, "{what}: timestamp at {offset}");
+    ensure_eq!(record.timestamp_ms(), rec.ts, "{what}: timestamp at {offset}");
     ensure_eq!(record.leader_epoch(), rec.epoch, "{what}: leader epoch at {offset}");
     Ok(())
 }
@@ -488,7 +488,11 @@ fn batch_records(batches: replog::Batches, from: u64) -> Result<Vec<replog::Resu
                 borrowed.key().map(|k| k.to_vec()),
                 "batches({from}): key"
             );
-            ensure_eq!(owned.timestamp(), borrowed.timestamp(), "batches({from}): timestamp");
+            ensure_eq!(
+                owned.timestamp_ms(),
+                borrowed.timestamp_ms(),
+                "batches({from}): timestamp"
+            );
             ensure_eq!(owned.leader_epoch(), batch.leader_epoch(), "batches({from}): epoch");
             out.push(Ok(owned));
         }
@@ -735,7 +739,7 @@ impl Harness {
     /// What `append_records` must answer for these records.
     fn expect(&self, records: &[Draft]) -> Expect {
         let options = self.setup.options();
-        let max = options.max_record_bytes_value() as u64;
+        let max = options.record_bytes_max_value() as u64;
         let mut total = BATCH_HEADER_BYTES;
         for (key, value, _) in records {
             let size = key.as_ref().map_or(0, |k| k.len() as u64) + value.len() as u64;
@@ -774,7 +778,7 @@ impl Harness {
                     record = record.key(key);
                 }
                 if let Some(ts) = ts {
-                    record = record.timestamp(*ts);
+                    record = record.timestamp_ms(*ts);
                 }
                 record
             })
@@ -802,7 +806,7 @@ impl Harness {
                             let got = log
                                 .read(offset)
                                 .map_err(|e| format!("read({offset}) after append: {e}"))?
-                                .timestamp();
+                                .timestamp_ms();
                             ensure!(
                                 (before..=after).contains(&got),
                                 "append time {got} of {offset} outside {before}..={after}"
@@ -815,16 +819,20 @@ impl Harness {
                 }
                 Ok(())
             }
-            (Expect::RecordTooLarge { size, max }, Err(Error::RecordTooLarge { size: s, max: m }))
-                if (s, m) == (size, max) =>
-            {
-                Ok(())
-            }
-            (Expect::BatchTooLarge { size, max }, Err(Error::BatchTooLarge { size: s, max: m }))
-                if (s, m) == (size, max) =>
-            {
-                Ok(())
-            }
+            (
+                Expect::RecordTooLarge { size, max },
+                Err(Error::RecordTooLarge {
+                    size_bytes: s,
+                    limit_bytes: m,
+                }),
+            ) if (s, m) == (size, max) => Ok(()),
+            (
+                Expect::BatchTooLarge { size, max },
+                Err(Error::BatchTooLarge {
+                    size_bytes: s,
+                    limit_bytes: m,
+                }),
+            ) if (s, m) == (size, max) => Ok(()),
             (Expect::Ok, other) => Err(format!(
                 "append of {} records: expected Ok({next}), got {other:?}",
                 specs.len()

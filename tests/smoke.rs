@@ -84,11 +84,14 @@ fn truncate_inside_a_batch_and_across_segments() {
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small().max_record_bytes(100)).unwrap();
+    let log = Log::open(dir.path(), small().record_bytes_max(100)).unwrap();
     log.append(b"a").unwrap();
     assert!(matches!(
         log.append(vec![0u8; 101]),
-        Err(Error::RecordTooLarge { size: 101, max: 100 })
+        Err(Error::RecordTooLarge {
+            size_bytes: 101,
+            limit_bytes: 100
+        })
     ));
     assert!(matches!(
         log.append_batch(Vec::<Vec<u8>>::new()),
@@ -116,7 +119,7 @@ fn keys_timestamps_and_tailing() {
     let dir = tempfile::tempdir().unwrap();
     let log = std::sync::Arc::new(Log::open(dir.path(), small()).unwrap());
     for i in 0..100i64 {
-        log.append_record(NewRecord::new(b"post").key(b"alice").timestamp(1000 + i * 10))
+        log.append_record(NewRecord::new(b"post").key(b"alice").timestamp_ms(1000 + i * 10))
             .unwrap();
     }
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(0));
@@ -138,8 +141,8 @@ fn retention_and_delete_before_drop_whole_segments() {
     let log = Log::open(
         dir.path(),
         small().retention(Retention {
-            max_bytes: Some(100_000),
-            max_age: None,
+            bytes_max: Some(100_000),
+            age_max: None,
         }),
     )
     .unwrap();
@@ -189,8 +192,8 @@ fn retention_by_age_deletes_closed_segments_of_old_records_only() {
     let dir = tempfile::tempdir().unwrap();
     let day_ms = 24 * 3600 * 1000;
     let retention = Retention {
-        max_bytes: None,
-        max_age: Some(Duration::from_secs(24 * 3600)),
+        bytes_max: None,
+        age_max: Some(Duration::from_secs(24 * 3600)),
     };
     let log = Log::open(dir.path(), small().retention(retention)).unwrap();
     let now = std::time::SystemTime::now()
@@ -199,12 +202,12 @@ fn retention_by_age_deletes_closed_segments_of_old_records_only() {
         .as_millis() as i64;
     // Old posts fill several segments; then fresh ones.
     for i in 0..300u64 {
-        log.append_record(NewRecord::new(&value(i)).timestamp(now - 3 * day_ms))
+        log.append_record(NewRecord::new(&value(i)).timestamp_ms(now - 3 * day_ms))
             .unwrap();
     }
     let old_end = log.next_offset();
     for i in 300..600u64 {
-        log.append_record(NewRecord::new(&value(i)).timestamp(now)).unwrap();
+        log.append_record(NewRecord::new(&value(i)).timestamp_ms(now)).unwrap();
     }
     let start = log.enforce_retention().unwrap();
     assert!(start > 0, "old segments were deleted");
@@ -285,7 +288,7 @@ fn batches_yield_whole_stored_batches_that_validate() {
         assert_eq!(batch.leader_epoch(), 3);
         let header = replog::codec::validate_batch(batch.as_bytes(), batch.base_offset()).unwrap();
         assert_eq!(header.record_count, batch.record_count());
-        assert_eq!(header.max_timestamp_ms, batch.max_timestamp());
+        assert_eq!(header.max_timestamp_ms, batch.max_timestamp_ms());
         for record in batch.records() {
             assert_eq!(record.value(), &value(record.offset())[..]);
             assert_eq!(batch.record(record.offset()).unwrap().value(), record.value());

@@ -45,7 +45,7 @@ impl Batch {
     }
 
     /// Largest timestamp of any record in the batch, ms.
-    pub fn max_timestamp(&self) -> i64 {
+    pub fn max_timestamp_ms(&self) -> i64 {
         self.header.max_timestamp_ms
     }
 
@@ -68,6 +68,10 @@ impl Batch {
 
     /// The record at `offset` as an owned [`Record`] sharing the batch's
     /// bytes; `None` if the batch does not hold it.
+    ///
+    /// Cost: O(n) in the records before `offset` in the batch, which are
+    /// stepped over (records have variable lengths); use
+    /// [`Batch::records`] to visit them all.
     pub fn record(&self, offset: u64) -> Option<Record> {
         if offset < self.header.base_offset || offset >= self.header.next_offset() {
             return None;
@@ -134,7 +138,7 @@ impl<'a> RecordRef<'a> {
     }
 
     /// The record's timestamp, ms since the Unix epoch.
-    pub fn timestamp(&self) -> i64 {
+    pub fn timestamp_ms(&self) -> i64 {
         self.timestamp_ms
     }
 

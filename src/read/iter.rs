@@ -1,10 +1,10 @@
 //! [`Iter`]: reading records in offset order.
 
-use crate::batches::{BatchAt, BatchWalker};
+use super::walker::{BatchAt, BatchWalker};
 use crate::error::{Error, Result};
-use crate::format::{BATCH_HEADER_BYTES, RecordFields, decode_record};
-use crate::log::SegmentList;
+use crate::format::{BATCH_HEADER_BYTES, RecordDecoder, RecordFields, decode_record};
 use crate::record::Record;
+use crate::storage::segment_set::SegmentList;
 
 /// Iterator over records in offset order, from [`Log::iter`](crate::Log::iter).
 ///
@@ -62,18 +62,20 @@ impl Iter {
         let Some(at) = self.walker.advance()? else {
             return Ok(false);
         };
-        let mut batch = RecordCursor {
+        let batch_end = at.range().end;
+        // Step over the batch's records before the one wanted.
+        let skip = self.walker.next_offset().saturating_sub(at.header.base_offset);
+        let mut records = RecordDecoder::new(&self.walker.view()[..batch_end], at.view_offset + BATCH_HEADER_BYTES);
+        let cursor = records
+            .skip_records(skip)
+            .map_err(|damage| Error::corrupt(self.walker.segment().path(), at.position, damage))?;
+        self.batch = Some(RecordCursor {
             at,
-            cursor: at.view_offset + BATCH_HEADER_BYTES,
-            batch_end: at.range().end,
-            offset: at.header.base_offset,
+            cursor,
+            batch_end,
+            offset: at.header.base_offset + skip,
             end_offset: at.header.next_offset(),
-        };
-        while batch.offset < self.walker.next_offset() {
-            batch.cursor = decode_in(&self.walker, &batch)?.1;
-            batch.offset += 1;
-        }
-        self.batch = Some(batch);
+        });
         Ok(true)
     }
 
@@ -100,7 +102,7 @@ impl Iter {
 fn decode_in(walker: &BatchWalker, batch: &RecordCursor) -> Result<(RecordFields, usize)> {
     // The slice ends at the batch's end, so a record cannot run past it.
     decode_record(&walker.view()[..batch.batch_end], batch.cursor)
-        .map_err(|reason| Error::corrupt(walker.segment().path(), batch.at.position, reason))
+        .map_err(|damage| Error::corrupt(walker.segment().path(), batch.at.position, damage))
 }
 
 impl Iterator for Iter {

@@ -23,12 +23,13 @@
 //! ```
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::error::{Error, Result};
-use crate::format::{read_u32, read_u64};
-use crate::index::IndexEntry;
+use super::fs::{Durability, remove_if_exists, replace_file, write_chunks};
+use super::index::IndexEntry;
+use super::layout::{SegmentFile, segment_path};
+use crate::error::Result;
+use crate::format::{header, read_u32, read_u64, write_u32, write_u64};
 
 const OFFSET_MAGIC: [u8; 8] = *b"RPLGIDX\0";
 const TIME_MAGIC: [u8; 8] = *b"RPLGTIX\0";
@@ -53,11 +54,6 @@ pub(crate) struct SegmentSummary {
     pub last_epoch: u64,
 }
 
-/// `<dir>/<base, 20 digits>.<extension>`.
-pub(crate) fn segment_file(dir: &Path, base_offset: u64, extension: &str) -> PathBuf {
-    dir.join(format!("{base_offset:020}.{extension}"))
-}
-
 /// Writes both index files for a segment (temp file, then rename). They are
 /// not fsynced: a lost or torn index file fails its CRC and is rebuilt.
 pub(crate) fn write(dir: &Path, summary: &SegmentSummary, entries: &[IndexEntry]) -> Result<()> {
@@ -71,81 +67,61 @@ pub(crate) fn write(dir: &Path, summary: &SegmentSummary, entries: &[IndexEntry]
     }
     let count = entries.len() as u32;
 
-    let mut header = [0u8; OFFSET_HEADER_BYTES];
-    header[0..8].copy_from_slice(&OFFSET_MAGIC);
-    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    header[12..16].copy_from_slice(&count.to_le_bytes());
-    header[16..24].copy_from_slice(&summary.base_offset.to_le_bytes());
-    header[24..32].copy_from_slice(&summary.end_position.to_le_bytes());
-    header[32..40].copy_from_slice(&summary.next_offset.to_le_bytes());
-    header[40..48].copy_from_slice(&summary.max_timestamp_ms.to_le_bytes());
-    header[48..56].copy_from_slice(&summary.last_epoch.to_le_bytes());
-    header[56..60].copy_from_slice(&crc32fast::hash(&offsets).to_le_bytes());
-    let crc = crc32fast::hash(&header[..60]);
-    header[60..64].copy_from_slice(&crc.to_le_bytes());
-    replace_file(&segment_file(dir, summary.base_offset, "index"), &header, &offsets)?;
+    let mut head = [0u8; OFFSET_HEADER_BYTES];
+    write_u32(&mut head, 12, count);
+    write_u64(&mut head, 16, summary.base_offset);
+    write_u64(&mut head, 24, summary.end_position);
+    write_u64(&mut head, 32, summary.next_offset);
+    write_u64(&mut head, 40, summary.max_timestamp_ms as u64);
+    write_u64(&mut head, 48, summary.last_epoch);
+    write_u32(&mut head, 56, crc32fast::hash(&offsets));
+    header::seal(&mut head, &OFFSET_MAGIC, VERSION);
+    let path = segment_path(dir, summary.base_offset, SegmentFile::OffsetIndex);
+    replace_file(&path, Durability::Unsynced, |file, tmp| {
+        write_chunks(file, tmp, &[&head, &offsets])
+    })?;
 
-    let mut header = [0u8; TIME_HEADER_BYTES];
-    header[0..8].copy_from_slice(&TIME_MAGIC);
-    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    header[12..16].copy_from_slice(&count.to_le_bytes());
-    header[16..24].copy_from_slice(&summary.base_offset.to_le_bytes());
-    header[24..28].copy_from_slice(&crc32fast::hash(&times).to_le_bytes());
-    let crc = crc32fast::hash(&header[..28]);
-    header[28..32].copy_from_slice(&crc.to_le_bytes());
-    replace_file(&segment_file(dir, summary.base_offset, "timeindex"), &header, &times)
-}
-
-fn replace_file(path: &Path, header: &[u8], body: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(header)?;
-        file.write_all(body)?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io("write index file", path, e)
-    })
+    let mut head = [0u8; TIME_HEADER_BYTES];
+    write_u32(&mut head, 12, count);
+    write_u64(&mut head, 16, summary.base_offset);
+    write_u32(&mut head, 24, crc32fast::hash(&times));
+    header::seal(&mut head, &TIME_MAGIC, VERSION);
+    let path = segment_path(dir, summary.base_offset, SegmentFile::TimeIndex);
+    replace_file(&path, Durability::Unsynced, |file, tmp| {
+        write_chunks(file, tmp, &[&head, &times])
+    })?;
+    Ok(())
 }
 
 /// Reads and checks the `.index` header of a segment; `None` if the file is
 /// missing, damaged or not for this segment.
 pub(crate) fn read_summary(dir: &Path, base_offset: u64) -> Option<SegmentSummary> {
-    let mut header = [0u8; OFFSET_HEADER_BYTES];
-    let file = fs::File::open(segment_file(dir, base_offset, "index")).ok()?;
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0).ok()?;
-    decode_offset_header(&header, base_offset).map(|(summary, _, _)| summary)
+    let mut head = [0u8; OFFSET_HEADER_BYTES];
+    let file = fs::File::open(segment_path(dir, base_offset, SegmentFile::OffsetIndex)).ok()?;
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, 0).ok()?;
+    decode_offset_header(&head, base_offset).map(|(summary, _, _)| summary)
 }
 
-fn decode_offset_header(header: &[u8], base_offset: u64) -> Option<(SegmentSummary, u32, u32)> {
-    if header.len() < OFFSET_HEADER_BYTES
-        || header[0..8] != OFFSET_MAGIC
-        || read_u32(header, 8) != VERSION
-        || crc32fast::hash(&header[..60]) != read_u32(header, 60)
-        || read_u64(header, 16) != base_offset
-    {
+fn decode_offset_header(bytes: &[u8], base_offset: u64) -> Option<(SegmentSummary, u32, u32)> {
+    let head = header::check(bytes, OFFSET_HEADER_BYTES, &OFFSET_MAGIC, VERSION).ok()?;
+    if read_u64(head, 16) != base_offset {
         return None;
     }
     let summary = SegmentSummary {
         base_offset,
-        end_position: read_u64(header, 24),
-        next_offset: read_u64(header, 32),
-        max_timestamp_ms: read_u64(header, 40) as i64,
-        last_epoch: read_u64(header, 48),
+        end_position: read_u64(head, 24),
+        next_offset: read_u64(head, 32),
+        max_timestamp_ms: read_u64(head, 40) as i64,
+        last_epoch: read_u64(head, 48),
     };
-    Some((summary, read_u32(header, 12), read_u32(header, 56)))
+    Some((summary, read_u32(head, 12), read_u32(head, 56)))
 }
 
 /// Loads both index files of a segment; `None` unless both are intact, agree
 /// with each other, and describe exactly `expected`.
 pub(crate) fn read(dir: &Path, expected: &SegmentSummary) -> Option<Vec<IndexEntry>> {
-    let offsets = fs::read(segment_file(dir, expected.base_offset, "index")).ok()?;
-    let times = fs::read(segment_file(dir, expected.base_offset, "timeindex")).ok()?;
+    let offsets = fs::read(segment_path(dir, expected.base_offset, SegmentFile::OffsetIndex)).ok()?;
+    let times = fs::read(segment_path(dir, expected.base_offset, SegmentFile::TimeIndex)).ok()?;
     let (summary, count, entries_crc) = decode_offset_header(&offsets, expected.base_offset)?;
     let count = count as usize;
     let offset_body = &offsets[OFFSET_HEADER_BYTES..];
@@ -155,17 +131,12 @@ pub(crate) fn read(dir: &Path, expected: &SegmentSummary) -> Option<Vec<IndexEnt
     {
         return None;
     }
-    if times.len() < TIME_HEADER_BYTES
-        || times[0..8] != TIME_MAGIC
-        || read_u32(&times, 8) != VERSION
-        || crc32fast::hash(&times[..28]) != read_u32(&times, 28)
-        || read_u64(&times, 16) != expected.base_offset
-        || read_u32(&times, 12) as usize != count
-    {
+    let time_head = header::check(&times, TIME_HEADER_BYTES, &TIME_MAGIC, VERSION).ok()?;
+    if read_u64(time_head, 16) != expected.base_offset || read_u32(time_head, 12) as usize != count {
         return None;
     }
     let time_body = &times[TIME_HEADER_BYTES..];
-    if time_body.len() != count * TIME_ENTRY_BYTES || crc32fast::hash(time_body) != read_u32(&times, 24) {
+    if time_body.len() != count * TIME_ENTRY_BYTES || crc32fast::hash(time_body) != read_u32(time_head, 24) {
         return None;
     }
     let mut entries = Vec::with_capacity(count);
@@ -189,15 +160,8 @@ pub(crate) fn read(dir: &Path, expected: &SegmentSummary) -> Option<Vec<IndexEnt
 
 /// Removes both index files of a segment, ignoring ones that do not exist.
 pub(crate) fn remove(dir: &Path, base_offset: u64) -> Result<()> {
-    for extension in ["index", "timeindex"] {
-        let path = segment_file(dir, base_offset, extension);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove index file", path, e)),
-        }
-    }
-    Ok(())
+    remove_if_exists(&segment_path(dir, base_offset, SegmentFile::OffsetIndex))?;
+    remove_if_exists(&segment_path(dir, base_offset, SegmentFile::TimeIndex))
 }
 
 #[cfg(test)]
@@ -247,7 +211,7 @@ mod tests {
             ..summary()
         };
         assert_eq!(read(dir.path(), &other), None, "stale summary");
-        let path = segment_file(dir.path(), 42, "timeindex");
+        let path = segment_path(dir.path(), 42, SegmentFile::TimeIndex);
         let mut bytes = fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;

@@ -1,69 +1,16 @@
-//! [`Batches`]: reading the log a whole batch at a time.
-//!
-//! The walk over a snapshot of the segments lives here, in [`BatchWalker`];
-//! [`Iter`](crate::Iter) runs the same walk and decodes records on top of it.
+//! The walk over a snapshot of the segments that [`Batches`](super::Batches)
+//! and [`Iter`](super::Iter) share: batch by batch, keeping one zero-copy
+//! view of the segment being read.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::batch::Batch;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::format::{BatchHeader, SEGMENT_HEADER_BYTES};
-use crate::log::SegmentList;
-use crate::segment::Segment;
-
-/// Iterator over whole batches in offset order, from
-/// [`Log::batches`](crate::Log::batches).
-///
-/// The first batch is the one holding the requested offset, so it may start
-/// before it. Like [`Iter`](crate::Iter), it holds its own snapshot of the
-/// segments: appends, truncation and retention after its creation do not
-/// affect it, and it never blocks the writer. Each batch is checked (CRC and
-/// structure) the first time any reader reads it. After an error the
-/// iterator ends.
-#[derive(Debug)]
-pub struct Batches {
-    walker: BatchWalker,
-    error: Option<Error>,
-}
-
-impl Batches {
-    pub(crate) fn new(segments: SegmentList, from: u64, end: u64) -> Batches {
-        Batches {
-            walker: BatchWalker::new(segments, from, end),
-            error: None,
-        }
-    }
-
-    pub(crate) fn failed(error: Error) -> Batches {
-        Batches {
-            walker: BatchWalker::empty(),
-            error: Some(error),
-        }
-    }
-}
-
-impl Iterator for Batches {
-    type Item = Result<Batch>;
-
-    fn next(&mut self) -> Option<Result<Batch>> {
-        if let Some(error) = self.error.take() {
-            return Some(Err(error));
-        }
-        match self.walker.advance() {
-            Ok(Some(at)) => {
-                let next = at.header.next_offset();
-                let bytes = self.walker.view().slice(at.range());
-                self.walker.skip_to(next);
-                Some(Ok(Batch::new(bytes, at.header)))
-            }
-            Ok(None) => None,
-            Err(error) => Some(Err(error)),
-        }
-    }
-}
+use crate::storage::segment::Segment;
+use crate::storage::segment_set::{SegmentList, segment_index};
 
 /// Where the walk stands: a batch and where its bytes are in the view.
 #[derive(Debug, Clone, Copy)]
@@ -114,7 +61,7 @@ pub(crate) struct BatchWalker {
 
 impl BatchWalker {
     pub(crate) fn new(segments: SegmentList, from: u64, end: u64) -> BatchWalker {
-        let segment_index = segments.partition_point(|s| s.base_offset() <= from).saturating_sub(1);
+        let segment_index = segment_index(&segments, from).unwrap_or(0);
         BatchWalker {
             segments,
             next: from,
@@ -203,7 +150,7 @@ impl BatchWalker {
         if !self.view.as_ref().is_some_and(|view| view.covers(&range)) {
             let segment = Arc::clone(self.segment());
             self.view = segment
-                .mapping()
+                .mapping()?
                 .bytes(0..segment.end_position())
                 .map(|bytes| SegmentView { bytes, start: 0 })
                 .filter(|view| view.covers(&range));
@@ -220,7 +167,7 @@ impl BatchWalker {
         Error::corrupt(
             self.segments.last().map_or(std::path::Path::new(""), |s| s.path()),
             0,
-            "offset below the log end is missing from its segments",
+            Damage::MissingRecords { offset: self.next },
         )
     }
 }

@@ -7,10 +7,13 @@
 //! references (`&[u8]`) are created only over bytes that cannot change while
 //! the reference lives. That rests on these invariants:
 //!
-//! 1. **Exclusive directory.** `Log::open` takes an exclusive `flock` on the
-//!    directory's `LOCK` file, so no other replog handle (in this or another
-//!    process) writes these files. Tools that modify the files while the log
-//!    is open are outside the contract, as with any mmap-based store.
+//! 1. **Exclusive directory.** `Log::open` locks the directory exclusively
+//!    (the `lock` module): a POSIX record lock on its `LOCK` file excludes
+//!    other processes, and a process-wide registry of locked directories
+//!    excludes other handles in this process. So no other replog handle (in
+//!    this or another process) writes these files. Tools that modify the
+//!    files while the log is open are outside the contract, as with any
+//!    mmap-based store.
 //! 2. **Frozen prefix.** Each mapping keeps `frozen`, an atomic byte count
 //!    that only grows. Bytes in `[0, frozen)` are never written again through
 //!    any mapping, and [`MappedFile::view`] and [`MappedFile::bytes`] refuse

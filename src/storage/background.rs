@@ -16,7 +16,8 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::mmap::MappedFile;
+use super::mmap::MappedFile;
+use crate::error::{Error, Result};
 
 /// Bytes populated per `madvise` call, so a retarget never waits long.
 const CHUNK_BYTES: u64 = 1 << 20;
@@ -52,16 +53,22 @@ pub(crate) struct Prefaulter {
 
 impl Prefaulter {
     /// Starts the thread (none when `enabled` is false).
-    pub(crate) fn start(enabled: bool) -> Prefaulter {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the thread cannot be spawned.
+    pub(crate) fn start(enabled: bool, dir: &std::path::Path) -> Result<Prefaulter> {
         let shared = Arc::new(Shared::default());
-        let thread = enabled.then(|| {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("replog-prefault".into())
-                .spawn(move || run(&shared))
-                .expect("spawning the pre-fault thread")
-        });
-        Prefaulter { shared, thread }
+        let thread = enabled
+            .then(|| {
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name("replog-prefault".into())
+                    .spawn(move || run(&shared))
+                    .map_err(|e| Error::io("spawn pre-fault thread", dir, e))
+            })
+            .transpose()?;
+        Ok(Prefaulter { shared, thread })
     }
 
     /// Asks for `[.., populate_to)` of the current target to be populated

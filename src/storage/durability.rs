@@ -21,22 +21,43 @@
 //! success on a retry (PostgreSQL's "fsyncgate"), so nothing is retried and
 //! every later write returns [`Error::Poisoned`] until the log is reopened.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
+use crate::listener::LogListener;
 
-/// Where a completed sync got to.
+/// A place in the log: a byte position in a segment, and the offset of the
+/// record that starts there. Used for the durable point (how far a
+/// completed sync got) and the recovery point (the durable point last
+/// written to the checkpoint).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SyncedTo {
-    /// Every offset below this is durable.
+pub(crate) struct LogPosition {
+    /// Offset of the record at `position`: every offset below it lies before.
     pub offset: u64,
-    /// Segment holding the synced end.
+    /// Base offset of the segment holding the place.
     pub segment_base: u64,
-    /// Byte position of the synced end in that segment.
+    /// Byte position in that segment.
     pub position: u64,
+}
+
+impl LogPosition {
+    /// The start of the (empty) segment based at `base`.
+    pub(crate) fn segment_start(base: u64) -> LogPosition {
+        LogPosition {
+            offset: base,
+            segment_base: base,
+            position: crate::format::SEGMENT_HEADER_BYTES as u64,
+        }
+    }
+
+    /// Whether `self` lies strictly after `other` in the log.
+    pub(crate) fn is_after(&self, other: &LogPosition) -> bool {
+        (self.segment_base, self.position) > (other.segment_base, other.position)
+    }
 }
 
 /// Longest a syncer waits for callers to gather before it flushes.
@@ -44,7 +65,7 @@ const MAX_GATHER: Duration = Duration::from_micros(500);
 
 #[derive(Debug)]
 struct State {
-    synced: SyncedTo,
+    durable: LogPosition,
     syncing: bool,
     /// `arrivals` when the last sync started.
     arrivals_at_last_sync: u64,
@@ -56,9 +77,12 @@ struct State {
 }
 
 /// Shared durability state of one log.
-#[derive(Debug)]
 pub(crate) struct GroupCommit {
     state: Mutex<State>,
+    /// `state.durable.offset`, readable without the lock.
+    durable_offset: AtomicU64,
+    /// Told of every advance of the durable point, under the state lock.
+    listener: Arc<dyn LogListener>,
     done: Condvar,
     poisoned: AtomicBool,
     /// Calls to `wait_durable` so far.
@@ -69,10 +93,12 @@ pub(crate) struct GroupCommit {
 
 impl GroupCommit {
     /// Durability state for a log whose data up to `synced` is durable.
-    pub(crate) fn new(synced: SyncedTo) -> GroupCommit {
+    pub(crate) fn new(durable: LogPosition, listener: Arc<dyn LogListener>) -> GroupCommit {
         GroupCommit {
+            durable_offset: AtomicU64::new(durable.offset),
+            listener,
             state: Mutex::new(State {
-                synced,
+                durable,
                 syncing: false,
                 arrivals_at_last_sync: 0,
                 last_group: 0,
@@ -124,13 +150,13 @@ impl GroupCommit {
         &self,
         target: u64,
         truncations: u64,
-        flush: impl Fn(SyncedTo) -> Result<SyncedTo>,
+        flush: impl Fn(LogPosition) -> Result<LogPosition>,
     ) -> Result<()> {
         self.arrivals.fetch_add(1, Ordering::AcqRel);
         let mut state = self.state.lock();
         loop {
             self.check()?;
-            if state.synced.offset >= target || self.truncations() != truncations {
+            if state.durable.offset >= target || self.truncations() != truncations {
                 return Ok(());
             }
             if state.syncing {
@@ -138,7 +164,7 @@ impl GroupCommit {
                 continue;
             }
             state.syncing = true;
-            let from = state.synced;
+            let from = state.durable;
             let gather_goal = state.arrivals_at_last_sync + state.last_group;
             let gather_for = state.last_sync_time.min(MAX_GATHER);
             let (result, started, took) = parking_lot::MutexGuard::unlocked(&mut state, || {
@@ -152,8 +178,9 @@ impl GroupCommit {
             state.last_sync_time = took;
             match result {
                 Ok(to) => {
-                    if to.offset >= state.synced.offset {
-                        state.synced = to;
+                    if to.offset >= state.durable.offset {
+                        self.set_durable(&mut state, to);
+                        self.listener.post_durable(to.offset);
                     }
                     self.done.notify_all();
                 }
@@ -182,32 +209,51 @@ impl GroupCommit {
 
     /// After a truncation (which syncs what it keeps itself, and holds the
     /// writer lock): ends the waits for offsets it may have cut, waits out a
-    /// sync in flight, then sets the durable point to `synced`, which may be
+    /// sync in flight, then sets the durable point to `durable`, which may be
     /// lower than before.
-    pub(crate) fn reset(&self, synced: SyncedTo) {
+    pub(crate) fn reset(&self, durable: LogPosition) {
         let mut state = self.state.lock();
         self.truncations.fetch_add(1, Ordering::SeqCst);
         while state.syncing {
             self.done.wait(&mut state);
         }
-        state.synced = synced;
+        self.set_durable(&mut state, durable);
         self.done.notify_all();
     }
 
+    /// Raises the durable point to `durable` if it lies after it (a sealed
+    /// segment was synced by its writer): no flush, no waiting.
+    pub(crate) fn advance(&self, durable: LogPosition) {
+        let mut state = self.state.lock();
+        if durable.offset >= state.durable.offset && durable.is_after(&state.durable) {
+            self.set_durable(&mut state, durable);
+            self.listener.post_durable(durable.offset);
+            self.done.notify_all();
+        }
+    }
+
+    fn set_durable(&self, state: &mut State, durable: LogPosition) {
+        state.durable = durable;
+        self.durable_offset.store(durable.offset, Ordering::Release);
+    }
+
     /// The durable point.
-    pub(crate) fn synced(&self) -> SyncedTo {
-        self.state.lock().synced
+    pub(crate) fn durable(&self) -> LogPosition {
+        self.state.lock().durable
+    }
+
+    /// Every offset below this survives a crash now. Lock-free.
+    pub(crate) fn durable_offset(&self) -> u64 {
+        self.durable_offset.load(Ordering::Acquire)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicU64;
 
-    fn at(offset: u64) -> SyncedTo {
-        SyncedTo {
+    fn at(offset: u64) -> LogPosition {
+        LogPosition {
             offset,
             segment_base: 0,
             position: offset,
@@ -216,7 +262,7 @@ mod tests {
 
     #[test]
     fn concurrent_waiters_share_syncs() {
-        let group = Arc::new(GroupCommit::new(at(0)));
+        let group = Arc::new(GroupCommit::new(at(0), Arc::new(crate::listener::NoListener)));
         let written = Arc::new(AtomicU64::new(0));
         let flushes = Arc::new(AtomicU64::new(0));
         let threads: Vec<_> = (0..8)
@@ -233,7 +279,7 @@ mod tests {
                                 Ok(at(upto))
                             })
                             .unwrap();
-                        assert!(group.synced().offset >= target);
+                        assert!(group.durable().offset >= target);
                     }
                 })
             })
@@ -252,7 +298,7 @@ mod tests {
     fn a_truncation_ends_waits_for_offsets_it_cut() {
         // The waiter's target (10) is past anything a flush will ever reach
         // (5, the end after the truncation): only the reset can end it.
-        let group = Arc::new(GroupCommit::new(at(0)));
+        let group = Arc::new(GroupCommit::new(at(0), Arc::new(crate::listener::NoListener)));
         let truncations = group.truncations();
         let waiter = {
             let group = Arc::clone(&group);
@@ -266,15 +312,15 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         group.reset(at(5));
         waiter.join().unwrap().unwrap();
-        assert_eq!(group.synced().offset, 5);
+        assert_eq!(group.durable().offset, 5);
         // A waiter that read the count after the truncation waits as usual.
         group.wait_durable(6, group.truncations(), |_| Ok(at(6))).unwrap();
-        assert_eq!(group.synced().offset, 6);
+        assert_eq!(group.durable().offset, 6);
     }
 
     #[test]
     fn a_failed_sync_poisons_everyone() {
-        let group = GroupCommit::new(at(0));
+        let group = GroupCommit::new(at(0), Arc::new(crate::listener::NoListener));
         let err = group.wait_durable(1, 0, |_| Err(Error::io("msync", "x", std::io::Error::other("boom"))));
         assert!(matches!(err, Err(Error::Io { .. })));
         assert!(matches!(group.wait_durable(1, 0, |_| Ok(at(5))), Err(Error::Poisoned)));

@@ -1,0 +1,373 @@
+//! Appending: encoded in place, or verbatim batches from a leader; rolling
+//! to a new segment when the active one is full.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{Log, Shared, Writer};
+use crate::error::{Damage, Error, Result};
+use crate::format::{self, BATCH_HEADER_BYTES, BatchHeader, NewRecord};
+use crate::options::SyncPolicy;
+use crate::storage::durability::LogPosition;
+use crate::storage::segment_writer::SegmentWriter;
+
+/// How far behind the write position write-back (under `SyncPolicy::Never`) stays.
+const WRITE_BACK_LAG_BYTES: u64 = 1 << 20;
+
+impl Log {
+    /// Appends one record (no key, timestamped by the log's clock) and
+    /// returns its offset. Durable when it returns under
+    /// [`SyncPolicy::Always`] (the default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> replog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let log = replog::Log::open(dir.path(), replog::Options::default())?;
+    /// assert_eq!(log.append(b"first post")?, 0);
+    /// assert_eq!(log.append(b"second post")?, 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RecordTooLarge`], [`Error::Poisoned`], [`Error::ReadOnly`],
+    /// [`Error::Io`] (for example a full disk when a new segment is
+    /// preallocated). On error nothing was appended.
+    pub fn append(&self, value: impl AsRef<[u8]>) -> Result<u64> {
+        self.append_records(&[NewRecord::new(value.as_ref())])
+    }
+
+    /// Appends one keyed and/or timestamped record and returns its offset.
+    ///
+    /// # Errors
+    ///
+    /// As [`Log::append`].
+    pub fn append_record(&self, record: NewRecord<'_>) -> Result<u64> {
+        self.append_records(&[record])
+    }
+
+    /// Appends `values` as one batch and returns the offset of the first.
+    /// Atomic: after any crash, all of the batch is in the log or none of it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EmptyBatch`], [`Error::RecordTooLarge`],
+    /// [`Error::BatchTooLarge`] (the batch must fit in one segment), and as
+    /// [`Log::append`]. On error nothing was appended.
+    pub fn append_batch<I, V>(&self, values: I) -> Result<u64>
+    where
+        I: IntoIterator<Item = V>,
+        V: AsRef<[u8]>,
+    {
+        let values: Vec<V> = values.into_iter().collect();
+        let records: Vec<NewRecord<'_>> = values.iter().map(|v| NewRecord::new(v.as_ref())).collect();
+        self.append_records(&records)
+    }
+
+    /// Appends `records` as one atomic batch, stamped with
+    /// [`Log::leader_epoch`], and returns the first offset.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use replog::NewRecord;
+    /// # fn main() -> replog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let log = replog::Log::open(dir.path(), replog::Options::default())?;
+    /// let base = log.append_records(&[
+    ///     NewRecord::new(b"hello").key(b"alice").timestamp_ms(1_000),
+    ///     NewRecord::new(b"world").key(b"bob").timestamp_ms(1_001),
+    /// ])?;
+    /// assert_eq!(log.read(base + 1)?.key().map(|k| &k[..]), Some(&b"bob"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Log::append_batch`].
+    pub fn append_records(&self, records: &[NewRecord<'_>]) -> Result<u64> {
+        let batch_bytes = self.check_batch(records)?;
+        let now_ms = self.shared.options.clock.now_ms();
+        let (header, truncations) = {
+            let mut writer = self.shared.lock_writer()?;
+            self.shared.group.check()?;
+            if writer.active.remaining() < batch_bytes {
+                self.shared.roll(&mut writer)?;
+            }
+            let epoch = self.shared.leader_epoch.load(Ordering::Relaxed);
+            self.shared.note_epoch(&mut writer, epoch, self.next_offset())?;
+            let header = writer.active.append(records, epoch, now_ms);
+            self.shared
+                .publish_appended(&mut writer, header.base_offset, header.next_offset());
+            // Read under the writer lock, which truncation holds.
+            (header, self.shared.group.truncations())
+        };
+        self.shared.after_append(header.next_offset(), truncations, now_ms)?;
+        Ok(header.base_offset)
+    }
+
+    /// Appends already-encoded batches byte for byte (for example from a
+    /// leader: the bytes of [`Batch::as_bytes`](crate::Batch::as_bytes) of
+    /// one or more consecutive batches) and returns the offset after the
+    /// last. Replicas built this way hold byte-identical batches.
+    ///
+    /// Every batch is validated before anything is written: its checksum
+    /// and structure, a base offset equal to `next_offset()` (then to the
+    /// end of the batch before), a leader epoch not below the last batch's,
+    /// record sizes within [`Options::record_bytes_max`](crate::Options::record_bytes_max),
+    /// and that each batch fits in one segment. The batches' own epochs are
+    /// kept (not restamped), enter the epoch history, and raise
+    /// [`Log::leader_epoch`] to the highest among them. Batches may go to
+    /// different segments, but each is atomic; after a crash a prefix of
+    /// the batches is present.
+    ///
+    /// Cost: one checksum pass over `bytes` plus the copy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> replog::Result<()> {
+    /// # let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    /// let leader = replog::Log::open(a.path(), replog::Options::default())?;
+    /// let follower = replog::Log::open(b.path(), replog::Options::default())?;
+    /// leader.append_batch([&b"x"[..], b"y"])?;
+    /// for batch in leader.batches(0) {
+    ///     follower.append_encoded(batch?.as_bytes())?;
+    /// }
+    /// assert_eq!(follower.read(1)?.value(), &b"y"[..]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidBatch`] with the [`Damage`] found
+    /// ([`Damage::UnexpectedOffset`] for a batch that does not continue the
+    /// log, [`Damage::EpochRegression`], [`Damage::ChecksumMismatch`],
+    /// [`Damage::Truncated`], ...); [`Error::RecordTooLarge`],
+    /// [`Error::BatchTooLarge`], [`Error::EmptyBatch`] for empty input; and
+    /// as [`Log::append`]. On error nothing was appended.
+    pub fn append_encoded(&self, bytes: &[u8]) -> Result<u64> {
+        if bytes.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        let mut writer = self.shared.lock_writer()?;
+        self.shared.group.check()?;
+        let headers = self.check_encoded(bytes, writer.history_epoch.unwrap_or(0))?;
+        let now_ms = self.shared.options.clock.now_ms();
+        let mut position = 0;
+        for run in runs_fitting_segments(
+            &headers,
+            writer.active.remaining(),
+            self.shared.options.batch_bytes_max(),
+        ) {
+            let run_bytes: u64 = run.iter().map(|h| h.batch_len as u64).sum();
+            if writer.active.remaining() < run_bytes {
+                self.shared.roll(&mut writer)?;
+            }
+            for header in run {
+                self.shared
+                    .note_epoch(&mut writer, header.leader_epoch, header.base_offset)?;
+            }
+            let end = position + run_bytes as usize;
+            writer.active.append_encoded(&bytes[position..end], run);
+            position = end;
+            let last = run.last().expect("runs are not empty");
+            self.shared.raise_leader_epoch(last.leader_epoch);
+            self.shared
+                .publish_appended(&mut writer, run[0].base_offset, last.next_offset());
+        }
+        let truncations = self.shared.group.truncations();
+        drop(writer);
+        let next = headers.last().expect("input is not empty").next_offset();
+        self.shared.after_append(next, truncations, now_ms)?;
+        Ok(next)
+    }
+
+    /// Validates every batch of `bytes` (see [`Log::append_encoded`]);
+    /// returns their headers.
+    fn check_encoded(&self, bytes: &[u8], mut last_epoch: u64) -> Result<Vec<BatchHeader>> {
+        let options = &self.shared.options;
+        let record_max = options.record_bytes_max_value() as u64;
+        let mut headers = Vec::new();
+        let mut position = 0usize;
+        let mut expected = self.next_offset();
+        while position < bytes.len() {
+            let invalid = |damage| Error::InvalidBatch {
+                position: position as u64,
+                damage,
+            };
+            let header = format::validate_batch(&bytes[position..], expected).map_err(invalid)?;
+            if header.leader_epoch < last_epoch {
+                return Err(invalid(Damage::EpochRegression {
+                    previous: last_epoch,
+                    found: header.leader_epoch,
+                }));
+            }
+            if header.batch_len as u64 > options.batch_bytes_max() {
+                return Err(Error::BatchTooLarge {
+                    size_bytes: header.batch_len as u64,
+                    limit_bytes: options.batch_bytes_max(),
+                });
+            }
+            let batch = &bytes[position..position + header.batch_len as usize];
+            for record in format::RecordDecoder::new(batch, BATCH_HEADER_BYTES) {
+                let size_bytes = record.map_err(invalid)?.to_new_record(batch).payload_bytes();
+                if size_bytes > record_max {
+                    return Err(Error::RecordTooLarge {
+                        size_bytes,
+                        limit_bytes: record_max,
+                    });
+                }
+            }
+            last_epoch = header.leader_epoch;
+            expected = header.next_offset();
+            position += header.batch_len as usize;
+            headers.push(header);
+        }
+        Ok(headers)
+    }
+
+    /// Checks limits before anything is written; returns the batch's size.
+    fn check_batch(&self, records: &[NewRecord<'_>]) -> Result<u64> {
+        if records.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        let limit_bytes = self.shared.options.record_bytes_max_value() as u64;
+        let mut total = BATCH_HEADER_BYTES as u64;
+        for record in records {
+            let size_bytes = record.payload_bytes();
+            if size_bytes > limit_bytes {
+                return Err(Error::RecordTooLarge {
+                    size_bytes,
+                    limit_bytes,
+                });
+            }
+            total += record.encoded_bytes();
+        }
+        let batch_max = self.shared.options.batch_bytes_max();
+        if total > batch_max || records.len() > u32::MAX as usize {
+            return Err(Error::BatchTooLarge {
+                size_bytes: total,
+                limit_bytes: batch_max,
+            });
+        }
+        Ok(total)
+    }
+}
+
+/// Splits `headers` into runs that each go to one segment: the first run
+/// fills the `remaining` bytes of the active segment, later ones a fresh
+/// segment of `segment_bytes_max` each.
+fn runs_fitting_segments(headers: &[BatchHeader], remaining: u64, segment_bytes_max: u64) -> Vec<&[BatchHeader]> {
+    let mut runs = Vec::new();
+    let (mut start, mut room) = (0, remaining);
+    for (i, header) in headers.iter().enumerate() {
+        let len = header.batch_len as u64;
+        if len > room {
+            if i > start {
+                runs.push(&headers[start..i]);
+            }
+            start = i;
+            room = segment_bytes_max;
+        }
+        room -= len.min(room);
+    }
+    runs.push(&headers[start..]);
+    runs
+}
+
+impl Shared {
+    /// Makes the records below `next_offset` visible to `next_offset()`
+    /// readers and tailers, keeps pre-faulting ahead, and tells the listener.
+    fn publish_appended(&self, writer: &mut Writer, base_offset: u64, next_offset: u64) {
+        self.next_offset.store(next_offset, Ordering::SeqCst);
+        self.prefault_ahead(writer);
+        self.options.listener.post_append(base_offset, next_offset);
+    }
+
+    /// After the writer lock is released: wakes tailers and, under
+    /// `SyncPolicy::Always`, waits until the append is durable.
+    fn after_append(&self, next_offset: u64, truncations: u64, now_ms: i64) -> Result<()> {
+        self.tailers.notify();
+        match self.options.sync {
+            SyncPolicy::Always => {
+                self.wait_durable(next_offset, truncations)?;
+                self.advance_recovery_point(now_ms)
+            }
+            SyncPolicy::Interval(period) => {
+                self.nudge_interval_sync(now_ms, period);
+                Ok(())
+            }
+            SyncPolicy::Never => Ok(()),
+        }
+    }
+
+    /// Adds `epoch` to the epoch history, durably, if a batch of it at
+    /// `offset` is the first of that epoch in the log.
+    fn note_epoch(&self, writer: &mut Writer, epoch: u64, offset: u64) -> Result<()> {
+        if writer.history_epoch == Some(epoch) {
+            return Ok(());
+        }
+        let mut epochs = self.epochs.lock();
+        if epochs.observe(epoch, offset) {
+            epochs.write(&self.dir, self.log_id)?;
+        }
+        writer.history_epoch = epochs.latest_epoch();
+        Ok(())
+    }
+
+    /// Raises the epoch stamped on new batches to at least `epoch`.
+    fn raise_leader_epoch(&self, epoch: u64) {
+        self.leader_epoch.fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// Keeps pages ahead of the write position pre-faulted and, under
+    /// `SyncPolicy::Never`, pages behind it written back (see `background`).
+    pub(super) fn prefault_ahead(&self, writer: &mut Writer) {
+        let ahead = self.options.prefault_bytes;
+        let position = writer.active.position();
+        if ahead > 0 && position + ahead / 2 >= writer.prefault_requested_to {
+            writer.prefault_requested_to = position + ahead;
+            // Write-back trails the writer: it write-protects the pages it
+            // cleans, and the page being filled would then fault again.
+            let write_back_to = (self.options.sync == SyncPolicy::Never)
+                .then(|| position.saturating_sub(WRITE_BACK_LAG_BYTES) / 4096 * 4096);
+            self.prefaulter.request(writer.prefault_requested_to, write_back_to);
+        }
+    }
+
+    /// Points pre-faulting at the active segment after it changed.
+    pub(super) fn restart_prefault(&self, writer: &mut Writer) {
+        self.prefaulter
+            .retarget(Some(Arc::clone(writer.active.mapping())), writer.active.position());
+        writer.prefault_requested_to = 0;
+        self.prefault_ahead(writer);
+    }
+
+    /// Seals the active segment and starts a new one at the next offset.
+    /// The new file is created first, so a full disk changes nothing.
+    pub(super) fn roll(&self, writer: &mut Writer) -> Result<()> {
+        let next = self.next_offset.load(Ordering::Acquire);
+        let (segment, fresh) = SegmentWriter::create(&self.segment_config(writer.generation), next, &[])?;
+        self.prefaulter.retarget(None, 0);
+        let old = std::mem::replace(&mut writer.active, fresh);
+        let result = (|| {
+            old.seal()?;
+            let mut segments = self.segments.snapshot().as_ref().clone();
+            segments.push(Arc::clone(&segment));
+            self.segments.replace(segments);
+            let start = LogPosition::segment_start(next);
+            self.group.advance(start);
+            self.write_recovery_point(&mut self.recovery_point.lock(), start)
+        })();
+        if let Err(e) = result {
+            self.group.poison();
+            return Err(e);
+        }
+        self.options.listener.post_roll(next);
+        self.restart_prefault(writer);
+        self.enforce_retention_locked()
+    }
+}

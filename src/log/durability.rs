@@ -1,0 +1,154 @@
+//! Syncs from the log's side: waiting for durability (group commit lives in
+//! `storage::durability`), what a flush covers, the interval-sync thread,
+//! and the cadence at which the durable point is written to the checkpoint
+//! as the recovery point.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{Log, Shared};
+use crate::error::{Error, Result};
+use crate::storage::durability::LogPosition;
+use crate::storage::recovery::write_open_checkpoint;
+
+/// Least time between two recovery-point writes from the sync path.
+const RECOVERY_POINT_INTERVAL_MS: i64 = 1000;
+
+impl Log {
+    /// Makes everything appended before the call durable.
+    ///
+    /// Cost: one `msync` of the active segment's unsynced pages, shared
+    /// with concurrent callers (group commit); nothing when all is durable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] after an earlier failed sync, [`Error::Io`] if this
+    /// one fails (which poisons the log), [`Error::ReadOnly`].
+    pub fn sync(&self) -> Result<()> {
+        if self.shared.writer.lock().is_none() {
+            return Err(Error::ReadOnly);
+        }
+        self.shared.group.check()?;
+        self.shared.wait_durable_for_end()?;
+        self.shared.advance_recovery_point(self.shared.options.clock.now_ms())
+    }
+}
+
+/// Starts the thread that syncs every `period` under `SyncPolicy::Interval`.
+///
+/// Periods are measured by the log's clock: the thread wakes every `period`
+/// of real time (and whenever an append finds a sync due by the clock) and
+/// syncs if the clock says a period has passed since the last sync. With a
+/// virtual clock that does not advance, no interval sync happens.
+pub(super) fn spawn_interval_sync(shared: Arc<Shared>, period: Duration) -> Result<JoinHandle<()>> {
+    let dir = shared.dir.clone();
+    std::thread::Builder::new()
+        .name("replog-sync".into())
+        .spawn(move || interval_sync(&shared, period))
+        .map_err(|e| Error::io("spawn sync thread", dir, e))
+}
+
+fn interval_sync(shared: &Shared, period: Duration) {
+    let period_ms = period.as_millis().min(i64::MAX as u128) as i64;
+    let (stop, wake) = &shared.stop;
+    let mut stopped = stop.lock();
+    let mut last_sync_ms = shared.options.clock.now_ms();
+    while !*stopped {
+        wake.wait_for(&mut stopped, period);
+        let now_ms = shared.options.clock.now_ms();
+        // One millisecond of slack: a wait of exactly one period can read
+        // as one millisecond less on a millisecond clock.
+        let due = now_ms.saturating_sub(last_sync_ms).saturating_add(1) >= period_ms;
+        if *stopped || shared.group.is_poisoned() || !due {
+            continue;
+        }
+        drop(stopped);
+        last_sync_ms = now_ms;
+        if shared.wait_durable_for_end().is_ok() {
+            let _ = shared.advance_recovery_point(now_ms);
+        }
+        stopped = stop.lock();
+    }
+}
+
+impl Shared {
+    /// Wakes the interval-sync thread if, by the clock, the last sync is a
+    /// period old and data is waiting (so a virtual clock drives syncs too).
+    pub(super) fn nudge_interval_sync(&self, now_ms: i64, period: Duration) {
+        let due_ms = self
+            .recovery_point_written_ms
+            .load(Ordering::Relaxed)
+            .saturating_add(period.as_millis().min(i64::MAX as u128) as i64);
+        if now_ms >= due_ms && self.group.durable_offset() < self.next_offset.load(Ordering::Relaxed) {
+            self.stop.1.notify_all();
+        }
+    }
+
+    /// Waits (sharing syncs with other callers) until offsets below
+    /// `target` are durable, or until a truncation after the
+    /// `truncations`-th cut them off (see `GroupCommit::wait_durable`).
+    pub(super) fn wait_durable(&self, target: u64, truncations: u64) -> Result<()> {
+        self.group
+            .wait_durable(target, truncations, |from| self.flush_from(from))
+    }
+
+    /// Waits until everything appended so far is durable.
+    pub(super) fn wait_durable_for_end(&self) -> Result<()> {
+        // The count first: a truncation between the two loads then ends the
+        // wait (its end is lower than `target`, which it may have cut).
+        let truncations = self.group.truncations();
+        self.wait_durable(self.next_offset.load(Ordering::SeqCst), truncations)
+    }
+
+    /// Flushes the active segment from `from` (or from its start, if `from`
+    /// lies in an earlier segment: sealed segments were synced when sealed).
+    /// The result pairs a position with the offset found there, so it can
+    /// serve as a recovery point.
+    fn flush_from(&self, from: LogPosition) -> Result<LogPosition> {
+        let segments = self.segments.snapshot();
+        let active = segments.last().expect("a log always has a segment");
+        let start = if active.base_offset() == from.segment_base {
+            from.position
+        } else {
+            0
+        };
+        let end = active.end();
+        active.mapping()?.flush(start..end.end_position)?;
+        Ok(LogPosition {
+            offset: end.next_offset,
+            segment_base: active.base_offset(),
+            position: end.end_position,
+        })
+    }
+
+    /// Persists the durable point as the recovery point, at most once per
+    /// [`RECOVERY_POINT_INTERVAL_MS`], so a crash re-scans little and damage
+    /// in data that was synced is reported rather than cut. Skips the write
+    /// when another thread is writing the checkpoint.
+    pub(super) fn advance_recovery_point(&self, now_ms: i64) -> Result<()> {
+        let last = self.recovery_point_written_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < RECOVERY_POINT_INTERVAL_MS {
+            return Ok(());
+        }
+        let Some(mut written) = self.recovery_point.try_lock() else {
+            return Ok(());
+        };
+        let durable = self.group.durable();
+        if !durable.is_after(&written) {
+            return Ok(());
+        }
+        self.write_recovery_point(&mut written, durable)
+            .inspect_err(|_| self.group.poison())
+    }
+
+    /// Writes `point` as the recovery point (the caller holds the lock).
+    pub(super) fn write_recovery_point(&self, written: &mut LogPosition, point: LogPosition) -> Result<()> {
+        write_open_checkpoint(&self.dir, point, self.leader_epoch.load(Ordering::Acquire), self.log_id)?;
+        *written = point;
+        self.recovery_point_written_ms
+            .store(self.options.clock.now_ms(), Ordering::Relaxed);
+        Ok(())
+    }
+}

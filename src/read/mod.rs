@@ -1,0 +1,11 @@
+//! Reading: whole stored batches ([`Batch`], [`Batches`]) and records in
+//! order ([`Iter`]), over a snapshot of the segments.
+
+mod batch;
+mod batches;
+mod iter;
+mod walker;
+
+pub use batch::{Batch, BatchRecords, RecordRef};
+pub use batches::Batches;
+pub use iter::Iter;

@@ -1,0 +1,156 @@
+//! Small file-system helpers: directory fsync, preallocation, the one
+//! write-temp-then-rename sequence, and removal that tolerates absence.
+
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::FallocateFlags;
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+
+/// Makes the creation, rename or removal of entries in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Allocates disk blocks for `[0, len)` of `file`, growing it to `len`, so
+/// later writes through a mapping cannot fail for lack of space (a full disk
+/// is reported here, as an error, instead of as SIGBUS on a write). Falls
+/// back to writing zeros on file systems without `fallocate`.
+pub(crate) fn preallocate(file: &File, path: &Path, len: u64) -> Result<()> {
+    match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(()),
+        Err(Errno::OPNOTSUPP) => write_zeros(file, path, len),
+        Err(e) => Err(Error::io("fallocate", path, e.into())),
+    }
+}
+
+fn write_zeros(file: &File, path: &Path, len: u64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let current = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    let zeros = vec![0u8; 1 << 20];
+    let mut position = current;
+    while position < len {
+        let n = (len - position).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], position)
+            .map_err(|e| Error::io("preallocate (write zeros)", path, e))?;
+        position += n as u64;
+    }
+    Ok(())
+}
+
+/// Whether [`replace_file`] makes the new file durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// fsync the file before the rename and the directory after it, so a
+    /// crash leaves the old file or the new one, whole.
+    Synced,
+    /// Neither: for derived files (indexes) that are checked when read and
+    /// rebuilt when damaged or missing.
+    Unsynced,
+}
+
+/// The temporary name `path` is written under before it is renamed:
+/// `<path>.tmp`. Open removes such leftovers of a crash.
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// Replaces `path` atomically: `fill` writes the new contents into a fresh
+/// `<path>.tmp`, which is then (per `durability`) fsynced, renamed over
+/// `path`, and the directory fsynced. Returns the new file, open for
+/// reading and writing. On error the temporary file is removed and `path`
+/// is untouched.
+pub(crate) fn replace_file(
+    path: &Path,
+    durability: Durability,
+    fill: impl FnOnce(&File, &Path) -> Result<()>,
+) -> Result<File> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create file", &tmp, e))?;
+        fill(&file, &tmp)?;
+        if durability == Durability::Synced {
+            file.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
+        }
+        fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))?;
+        Ok(file)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    let file = result?;
+    if durability == Durability::Synced {
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(file)
+}
+
+/// Writes `chunks` at the start of `file` (a fill for [`replace_file`]).
+pub(crate) fn write_chunks(file: &File, path: &Path, chunks: &[&[u8]]) -> Result<()> {
+    use std::io::Write;
+    let mut writer = file;
+    for chunk in chunks {
+        writer.write_all(chunk).map_err(|e| Error::io("write", path, e))?;
+    }
+    Ok(())
+}
+
+/// Reads a whole small file; `Ok(None)` if it does not exist.
+pub(crate) fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
+/// Removes `path`; a file that is already gone is not an error.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove file", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_file_leaves_old_contents_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        replace_file(&path, Durability::Synced, |file, tmp| {
+            write_chunks(file, tmp, &[b"one"])
+        })
+        .unwrap();
+        let failed = replace_file(&path, Durability::Synced, |_, tmp| {
+            Err(Error::io("fill", tmp, std::io::Error::other("boom")))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        assert!(!temp_path(&path).exists());
+        replace_file(&path, Durability::Unsynced, |file, tmp| {
+            write_chunks(file, tmp, &[b"tw", b"o"])
+        })
+        .unwrap();
+        assert_eq!(read_if_exists(&path).unwrap().unwrap(), b"two");
+        remove_if_exists(&path).unwrap();
+        remove_if_exists(&path).unwrap();
+        assert_eq!(read_if_exists(&path).unwrap(), None);
+    }
+}

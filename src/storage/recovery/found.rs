@@ -1,0 +1,173 @@
+//! The files recovery finds in a log directory: segments (each header
+//! checked), stray files, and the recovery point checked against them.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use super::{Access, RecoveryReport};
+use crate::error::{Damage, Error, Result};
+use crate::format::{SEGMENT_HEADER_BYTES, decode_segment_header};
+use crate::options::SEGMENT_BYTES_MAX;
+use crate::storage::checkpoint::Checkpoint;
+use crate::storage::durability::LogPosition;
+use crate::storage::index_file;
+use crate::storage::layout::{self, Entry, SegmentFile};
+
+/// One segment file found in the directory.
+pub(super) struct Found {
+    pub base: u64,
+    pub log_id: u64,
+    pub generation: u64,
+    pub path: PathBuf,
+    pub file: File,
+    pub len: u64,
+}
+
+/// Lists segment files in offset order, checking each header. Removes
+/// leftover temporary files and orphan index files (read-write), or only
+/// reports them (read-only).
+pub(super) fn list_segments(dir: &Path, access: Access, report: &mut RecoveryReport) -> Result<Vec<Found>> {
+    let entries = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    let mut logs = BTreeMap::new();
+    let mut indexes = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        match layout::parse(name) {
+            Entry::Temp => {
+                if access == Access::ReadWrite {
+                    let _ = fs::remove_file(entry.path());
+                }
+                report.stray_files_removed.push(entry.path());
+            }
+            Entry::Segment(base, SegmentFile::Data) => {
+                logs.insert(base, entry.path());
+            }
+            Entry::Segment(base, _) => indexes.push((base, entry.path())),
+            Entry::Metadata | Entry::Foreign => {}
+        }
+    }
+    for (base, path) in indexes {
+        if !logs.contains_key(&base) {
+            if access == Access::ReadWrite {
+                index_file::remove(dir, base)?;
+            }
+            report.stray_files_removed.push(path);
+        }
+    }
+    logs.into_iter()
+        .map(|(base, path)| open_found(base, path, access))
+        .collect()
+}
+
+fn open_found(base: u64, path: PathBuf, access: Access) -> Result<Found> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(access == Access::ReadWrite)
+        .open(&path)
+        .map_err(|e| Error::io("open segment", &path, e))?;
+    let len = file.metadata().map_err(|e| Error::io("stat segment", &path, e))?.len();
+    if len > SEGMENT_BYTES_MAX {
+        return Err(Error::corrupt(&path, 0, Damage::BadLength));
+    }
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    let read = (len >= SEGMENT_HEADER_BYTES as u64)
+        .then(|| std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0))
+        .transpose()
+        .map_err(|e| Error::io("read segment header", &path, e))?;
+    let header = match read {
+        Some(()) => decode_segment_header(&header),
+        None => Err(Damage::Truncated),
+    }
+    .map_err(|damage| Error::corrupt(&path, 0, damage))?;
+    if header.base_offset != base {
+        return Err(Error::corrupt(
+            &path,
+            16,
+            Damage::UnexpectedOffset {
+                expected: base,
+                found: header.base_offset,
+            },
+        ));
+    }
+    Ok(Found {
+        base,
+        log_id: header.log_id,
+        generation: header.generation,
+        path,
+        file,
+        len,
+    })
+}
+
+/// Checks that every segment belongs to log `log_id`.
+pub(super) fn check_log_id(found: &[Found], log_id: u64) -> Result<()> {
+    match found.iter().find(|f| f.log_id != log_id) {
+        Some(stranger) => Err(Error::corrupt(
+            &stranger.path,
+            24,
+            Damage::ForeignLog {
+                expected: log_id,
+                found: stranger.log_id,
+            },
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The point up to which data is vouched for: the checkpoint's, or the start
+/// of the first segment when there is no checkpoint.
+pub(super) fn recovery_point(dir: &Path, found: &[Found], checkpoint: Option<Checkpoint>) -> Result<Checkpoint> {
+    let Some(checkpoint) = checkpoint else {
+        let first = &found[0];
+        return Ok(Checkpoint {
+            clean: false,
+            recovery_point: LogPosition::segment_start(first.base),
+            leader_epoch: 0,
+            log_id: first.log_id,
+        });
+    };
+    let point = checkpoint.recovery_point;
+    let holder = found.iter().find(|f| f.base == point.segment_base);
+    match holder {
+        Some(f)
+            if point.position >= SEGMENT_HEADER_BYTES as u64
+                && point.position <= f.len
+                && point.offset >= f.base
+                // Every record takes bytes: no more offsets than positions.
+                && point.offset - f.base <= point.position =>
+        {
+            Ok(checkpoint)
+        }
+        _ => Err(Error::corrupt(dir.join(layout::CHECKPOINT), 16, Damage::OutOfBounds)),
+    }
+}
+
+/// Removes (read-write) or sets aside (read-only) the segments of an older
+/// reset generation than the newest: leftovers of a reset interrupted after
+/// its first new segment was written, which committed it. Returns the
+/// current generation.
+pub(super) fn drop_stale_generations(
+    dir: &Path,
+    found: &mut Vec<Found>,
+    access: Access,
+    report: &mut RecoveryReport,
+) -> Result<u64> {
+    let generation = found.iter().map(|f| f.generation).max().unwrap_or(0);
+    let mut kept = Vec::with_capacity(found.len());
+    for segment in found.drain(..) {
+        if segment.generation == generation {
+            kept.push(segment);
+            continue;
+        }
+        if access == Access::ReadWrite {
+            crate::storage::fs::remove_if_exists(&segment.path)?;
+            index_file::remove(dir, segment.base)?;
+        }
+        report.stray_files_removed.push(segment.path);
+    }
+    *found = kept;
+    Ok(generation)
+}

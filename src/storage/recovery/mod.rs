@@ -1,0 +1,306 @@
+//! Opening a log directory: find the segments, trust what the checkpoint
+//! vouches for, scan the rest, cut a torn tail, rebuild damaged indexes.
+//!
+//! - After a clean close (the checkpoint's clean flag, a trimmed active
+//!   segment, and its intact index files agree), nothing is scanned: the
+//!   cost does not grow with the log.
+//! - After a crash, segments before the recovery point are trusted (their
+//!   batches are checked when first read, and damage is reported then as
+//!   `Error::Corrupt`); from the recovery point on, every batch is checked,
+//!   and the log is cut at the first one that fails (a torn tail). Later
+//!   segments are deleted. What was cut is reported in [`RecoveryReport`].
+//! - Read-only, the same decisions are made and reported, and nothing on
+//!   disk changes: the log is served as recovery would leave it.
+
+mod found;
+mod tail;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use self::found::{Found, check_log_id, drop_stale_generations, list_segments, recovery_point};
+use self::tail::{Context, clean_tail, nonzero_bytes_past, open_read_only_tail, open_trusted, scan_tail, seal_scanned};
+use super::checkpoint::Checkpoint;
+use super::durability::LogPosition;
+use super::fs::{preallocate, sync_dir};
+use super::index_file;
+use super::mapping::MapCache;
+use super::segment::Segment;
+use super::segment_writer::{ActiveTail, SegmentConfig, SegmentWriter};
+use crate::error::{Error, Result};
+use crate::format::SEGMENT_HEADER_BYTES;
+use crate::options::Options;
+
+/// What opening the log found and did (or, opened read-only, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// The log was opened read-only: every count below says what recovery
+    /// would do, and nothing on disk was changed.
+    pub read_only: bool,
+    /// The log was closed cleanly and opened without scanning.
+    pub clean_shutdown: bool,
+    /// Segments whose batches were scanned and checked.
+    pub segments_scanned: usize,
+    /// Bytes of batches scanned and checked.
+    pub bytes_scanned: u64,
+    /// Offset at which a torn or damaged tail was cut, if one was.
+    pub truncated_at: Option<u64>,
+    /// Non-zero bytes discarded past the cut (the torn batch and anything
+    /// after it, deleted later segments included). Each file is examined up
+    /// to its first all-zero MiB past the cut.
+    pub bytes_truncated: u64,
+    /// Segments deleted because they lay past the cut.
+    pub segments_deleted: usize,
+    /// Segments whose index files were missing, damaged or stale and were
+    /// rebuilt by scanning.
+    pub indexes_rebuilt: usize,
+    /// The epoch history file was missing, damaged or disagreed with the
+    /// segments, and was rebuilt from the batch headers.
+    pub epochs_rebuilt: bool,
+    /// Leftover temporary files of an interrupted write, and index files
+    /// without a segment, that open removed.
+    pub stray_files_removed: Vec<PathBuf>,
+}
+
+/// Whether opening may change the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Recover: cut a torn tail, rebuild indexes, write the checkpoint.
+    ReadWrite,
+    /// Change nothing on disk; serve the log as recovery would leave it.
+    ReadOnly,
+}
+
+/// A recovered log, ready to serve.
+pub(crate) struct Recovered {
+    pub log_id: u64,
+    /// Reset generation of the segments.
+    pub generation: u64,
+    /// Every segment; the last one is the active one.
+    pub segments: Vec<Arc<Segment>>,
+    /// The active segment's writer; `None` when opened read-only.
+    pub writer: Option<SegmentWriter>,
+    pub leader_epoch: u64,
+    pub durable: LogPosition,
+    pub report: RecoveryReport,
+}
+
+/// Opens the log in `dir` (which the caller has locked).
+pub(crate) fn recover(dir: &Path, options: &Options, access: Access, cache: &Arc<MapCache>) -> Result<Recovered> {
+    let cx = Context {
+        dir,
+        options,
+        access,
+        cache,
+    };
+    let mut report = RecoveryReport {
+        read_only: access == Access::ReadOnly,
+        ..RecoveryReport::default()
+    };
+    let mut found = list_segments(dir, access, &mut report)?;
+    let mut checkpoint = Checkpoint::read(dir)?;
+    let listed = found.len();
+    let generation = drop_stale_generations(dir, &mut found, access, &mut report)?;
+    let points_into_stale = |c: &Checkpoint| !found.iter().any(|f| f.base == c.recovery_point.segment_base);
+    if found.len() < listed && checkpoint.as_ref().is_some_and(points_into_stale) {
+        // A reset was committed by its new segment, and the checkpoint still
+        // points into the segments it replaced: check everything instead.
+        checkpoint = None;
+    }
+    if found.is_empty() {
+        if checkpoint.is_some() {
+            return Err(Error::corrupt(
+                dir.join(super::layout::CHECKPOINT),
+                0,
+                crate::error::Damage::MissingRecords { offset: 0 },
+            ));
+        }
+        if access == Access::ReadOnly {
+            return Err(Error::io(
+                "open read-only",
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no log in this directory"),
+            ));
+        }
+        return create_empty(&cx, report);
+    }
+    let log_id = checkpoint.map_or(found[0].log_id, |c| c.log_id);
+    check_log_id(&found, log_id)?;
+    let rp = recovery_point(dir, &found, checkpoint)?;
+    let rp_index = found
+        .iter()
+        .position(|f| f.base == rp.recovery_point.segment_base)
+        .expect("checked by recovery_point");
+
+    let mut segments = Vec::new();
+    let next_bases: Vec<u64> = found.iter().skip(1).map(|f| f.base).collect();
+    let trusted: Vec<Found> = found.drain(..rp_index).collect();
+    for (i, segment) in trusted.into_iter().enumerate() {
+        segments.push(open_trusted(&cx, segment, next_bases[i], &mut report)?);
+    }
+
+    let clean = checkpoint.filter(|c| c.clean);
+    if let Some(tail) = clean.and_then(|c| clean_tail(&cx, &found, &c)) {
+        report.clean_shutdown = true;
+        let last = found.pop().expect("clean_tail checked there is one segment");
+        return finish(&cx, (log_id, generation), segments, last, tail, rp.leader_epoch, report);
+    }
+    if clean.is_some() {
+        // A clean close wrote the active segment's index files; they were
+        // unusable, so the scan below rebuilds that index.
+        report.indexes_rebuilt += 1;
+    }
+
+    // Crash path: check every batch from the recovery point on.
+    let mut position = rp.recovery_point.position;
+    let mut expected = rp.recovery_point.offset;
+    let mut epoch = rp.leader_epoch;
+    let mut found = found.into_iter().peekable();
+    loop {
+        let segment = found.next().expect("loop ends at the last segment");
+        let limit = found.peek().map(|next| next.base);
+        let scanned = scan_tail(&cx, &segment, position, expected, limit, &mut report)?;
+        epoch = epoch.max(scanned.tail.last_epoch);
+        if let Some(limit) = limit.filter(|&limit| scanned.tail.next_offset == limit) {
+            segments.push(seal_scanned(&cx, segment, scanned)?);
+            position = SEGMENT_HEADER_BYTES as u64;
+            expected = limit;
+            continue;
+        }
+        // The tail ends inside this segment: it becomes the active one, and
+        // anything after it was never acknowledged as part of the log.
+        let cut_here = scanned.damaged || limit.is_some() || scanned.nonzero_after > 0;
+        if cut_here {
+            report.truncated_at = Some(scanned.tail.next_offset);
+            report.bytes_truncated += scanned.nonzero_after;
+        }
+        for later in found {
+            report.bytes_truncated += nonzero_bytes_past(&later, SEGMENT_HEADER_BYTES as u64)?;
+            report.segments_deleted += 1;
+            if cx.access == Access::ReadWrite {
+                super::fs::remove_if_exists(&later.path)?;
+                index_file::remove(dir, later.base)?;
+            }
+        }
+        if cx.access == Access::ReadWrite {
+            segment
+                .file
+                .set_len(scanned.tail.end_position)
+                .map_err(|e| Error::io("truncate segment", &segment.path, e))?;
+        }
+        return finish(
+            &cx,
+            (log_id, generation),
+            segments,
+            segment,
+            scanned.tail,
+            epoch,
+            report,
+        );
+    }
+}
+
+/// Creates the first segment of a new log.
+fn create_empty(cx: &Context<'_>, report: RecoveryReport) -> Result<Recovered> {
+    let log_id = new_log_id();
+    let (active, writer) = SegmentWriter::create(&segment_config(cx, log_id, 0), 0, &[])?;
+    let durable = LogPosition::segment_start(0);
+    write_open_checkpoint(cx.dir, durable, 0, log_id)?;
+    Ok(Recovered {
+        log_id,
+        generation: 0,
+        segments: vec![active],
+        writer: Some(writer),
+        leader_epoch: 0,
+        durable,
+        report,
+    })
+}
+
+fn segment_config<'a>(cx: &'a Context<'a>, log_id: u64, generation: u64) -> SegmentConfig<'a> {
+    SegmentConfig {
+        dir: cx.dir,
+        log_id,
+        capacity_bytes: cx.options.segment_bytes,
+        index_interval_bytes: cx.options.index_interval_bytes,
+        cache: cx.cache,
+        generation,
+    }
+}
+
+/// A random log id (from the standard library's per-process random hash
+/// keys, the clock and the process id; no cryptographic strength needed).
+fn new_log_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// Preallocates and maps the active segment, syncs what recovery kept, and
+/// records the new recovery point (read-write); or opens the last segment
+/// as recovery would leave it (read-only).
+fn finish(
+    cx: &Context<'_>,
+    (log_id, generation): (u64, u64),
+    mut segments: Vec<Arc<Segment>>,
+    last: Found,
+    tail: ActiveTail,
+    leader_epoch: u64,
+    report: RecoveryReport,
+) -> Result<Recovered> {
+    let leader_epoch = leader_epoch.max(tail.last_epoch);
+    let durable = LogPosition {
+        offset: tail.next_offset,
+        segment_base: last.base,
+        position: tail.end_position,
+    };
+    if cx.access == Access::ReadOnly {
+        segments.push(open_read_only_tail(cx, &last, tail)?);
+        return Ok(Recovered {
+            log_id,
+            generation,
+            segments,
+            writer: None,
+            leader_epoch,
+            durable,
+            report,
+        });
+    }
+    let capacity = cx.options.segment_bytes.max(tail.end_position);
+    preallocate(&last.file, &last.path, capacity)?;
+    last.file
+        .sync_data()
+        .map_err(|e| Error::io("fsync segment", &last.path, e))?;
+    sync_dir(cx.dir)?;
+    let (active, writer) =
+        SegmentWriter::open_active(&segment_config(cx, log_id, generation), last.base, last.file, tail)?;
+    segments.push(active);
+    write_open_checkpoint(cx.dir, durable, leader_epoch, log_id)?;
+    Ok(Recovered {
+        log_id,
+        generation,
+        segments,
+        writer: Some(writer),
+        leader_epoch,
+        durable,
+        report,
+    })
+}
+
+/// The checkpoint of an open log: not clean, recovery point at `durable`.
+pub(crate) fn write_open_checkpoint(dir: &Path, durable: LogPosition, leader_epoch: u64, log_id: u64) -> Result<()> {
+    Checkpoint {
+        clean: false,
+        recovery_point: durable,
+        leader_epoch,
+        log_id,
+    }
+    .write(dir)
+}
