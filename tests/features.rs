@@ -1,0 +1,418 @@
+//! The storage features replication, tools and simulation build on:
+//! verbatim append, the epoch history, reset, the durable offset, the
+//! injected clock, the listener, read-only open and bounded mappings.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use replog::codec::{BATCH_HEADER_BYTES, encode_batch_to_vec};
+use replog::{Clock, Damage, Error, Log, LogListener, NewRecord, Options, Retention, SyncPolicy};
+
+fn small() -> Options {
+    Options::default().segment_bytes(4096).sync(SyncPolicy::Never)
+}
+
+/// Every file of `dir` (but the lock) with its contents.
+fn listing(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != "LOCK")
+        .map(|e| (e.file_name().into_string().unwrap(), fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+fn all_bytes(log: &Log) -> Vec<Vec<u8>> {
+    log.batches(log.start_offset())
+        .map(|b| b.unwrap().as_bytes().to_vec())
+        .collect()
+}
+
+fn fill(log: &Log, epochs: &[u64], per_epoch: u64) {
+    for &epoch in epochs {
+        log.set_leader_epoch(epoch).unwrap();
+        for i in 0..per_epoch {
+            let value = format!("epoch {epoch} record {i}");
+            log.append_records(&[
+                NewRecord::new(value.as_bytes()).key(b"k").timestamp_ms(i as i64),
+                NewRecord::new(b"second").timestamp_ms(i as i64 + 1),
+            ])
+            .unwrap();
+        }
+    }
+}
+
+#[test]
+fn verbatim_append_builds_byte_identical_replicas() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = Log::open(a.path(), small()).unwrap();
+    fill(&leader, &[1, 2, 5], 40);
+    let follower = Log::open(b.path(), small()).unwrap();
+    // Ship in chunks of several batches, as a fetch response would.
+    let batches: Vec<Vec<u8>> = all_bytes(&leader);
+    for chunk in batches.chunks(7) {
+        let next = follower.append_encoded(&chunk.concat()).unwrap();
+        assert_eq!(next, follower.next_offset());
+    }
+    assert_eq!(all_bytes(&follower), batches);
+    assert_eq!(follower.epoch_history(), leader.epoch_history());
+    assert_eq!(follower.leader_epoch(), 5);
+    follower.close().unwrap();
+    let follower = Log::open(b.path(), small()).unwrap();
+    assert_eq!(all_bytes(&follower), batches, "identical after reopen");
+    assert_eq!(follower.epoch_history(), vec![(1, 0), (2, 80), (5, 160)]);
+}
+
+#[test]
+fn invalid_verbatim_input_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    log.set_leader_epoch(3).unwrap();
+    log.append(b"first").unwrap();
+    let before = (log.next_offset(), all_bytes(&log), log.epoch_history());
+    let good = encode_batch_to_vec(&[NewRecord::new(b"x")], 1, 3, 0);
+    let invalid = |bytes: &[u8]| match log.append_encoded(bytes) {
+        Err(Error::InvalidBatch { damage, .. }) => damage,
+        other => panic!("expected InvalidBatch, got {other:?}"),
+    };
+
+    let misplaced = encode_batch_to_vec(&[NewRecord::new(b"x")], 2, 3, 0);
+    assert_eq!(invalid(&misplaced), Damage::UnexpectedOffset { expected: 1, found: 2 });
+    let older = encode_batch_to_vec(&[NewRecord::new(b"x")], 1, 2, 0);
+    assert_eq!(invalid(&older), Damage::EpochRegression { previous: 3, found: 2 });
+    let mut flipped = good.clone();
+    flipped[BATCH_HEADER_BYTES + 2] ^= 1;
+    assert!(matches!(invalid(&flipped), Damage::ChecksumMismatch { .. }));
+    assert_eq!(invalid(&good[..good.len() - 1]), Damage::Truncated);
+    // A good batch followed by a bad one: nothing of either is written.
+    let mut pair = good.clone();
+    pair.extend(encode_batch_to_vec(&[NewRecord::new(b"y")], 5, 3, 0));
+    assert!(matches!(invalid(&pair), Damage::UnexpectedOffset { .. }));
+    // Limits of this log apply to a leader's batches too.
+    let huge = vec![0u8; 5000];
+    let too_big = encode_batch_to_vec(&[NewRecord::new(&huge)], 1, 3, 0);
+    assert!(matches!(log.append_encoded(&too_big), Err(Error::BatchTooLarge { .. })));
+    assert!(matches!(log.append_encoded(&[]), Err(Error::EmptyBatch)));
+    assert_eq!((log.next_offset(), all_bytes(&log), log.epoch_history()), before);
+
+    assert_eq!(log.append_encoded(&good).unwrap(), 2);
+}
+
+#[test]
+fn epoch_history_follows_truncation_retention_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    fill(&log, &[1, 3, 4], 60);
+    assert_eq!(log.epoch_history(), vec![(1, 0), (3, 120), (4, 240)]);
+    assert_eq!(log.end_offset_for_epoch(2), Some((1, 120)));
+    assert_eq!(log.end_offset_for_epoch(4), Some((4, 360)));
+    assert_eq!(log.end_offset_for_epoch(0), None);
+
+    log.truncate(261).unwrap();
+    assert_eq!(log.end_offset_for_epoch(9), Some((4, 261)));
+    log.truncate(200).unwrap();
+    assert_eq!(log.epoch_history(), vec![(1, 0), (3, 120)]);
+    let start = log.delete_before(170).unwrap();
+    assert!(start > 0 && start <= 170, "start {start}");
+    let history = log.epoch_history();
+    assert_eq!(
+        history.first().unwrap().1,
+        start,
+        "the first epoch starts at the log start"
+    );
+    log.set_leader_epoch(7).unwrap();
+    log.append(b"after").unwrap();
+    let history = log.epoch_history();
+    log.close().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    assert_eq!(log.epoch_history(), history);
+    assert!(!log.recovery_report().epochs_rebuilt);
+    assert_eq!(log.leader_epoch(), 7);
+}
+
+#[test]
+fn damaged_or_missing_epoch_file_is_rebuilt_from_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    fill(&log, &[2, 6], 25);
+    let history = log.epoch_history();
+    log.close().unwrap();
+    let epochs = dir.path().join("epochs");
+    let mut bytes = fs::read(&epochs).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    fs::write(&epochs, &bytes).unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    assert!(log.recovery_report().epochs_rebuilt);
+    assert_eq!(log.epoch_history(), history);
+    log.close().unwrap();
+    fs::remove_file(&epochs).unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    assert!(log.recovery_report().epochs_rebuilt);
+    assert_eq!(log.epoch_history(), history);
+}
+
+#[test]
+fn reset_empties_the_log_and_continues_at_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    fill(&log, &[1, 2], 40);
+    log.reset(1000).unwrap();
+    assert_eq!(
+        (log.start_offset(), log.next_offset(), log.durable_offset()),
+        (1000, 1000, 1000)
+    );
+    assert_eq!(log.epoch_history(), vec![]);
+    assert!(matches!(log.read(5), Err(Error::OffsetOutOfRange { .. })));
+    assert_eq!(log.append(b"after reset").unwrap(), 1000);
+    assert_eq!(log.epoch_history(), vec![(2, 1000)]);
+    log.simulate_crash();
+    let log = Log::open(dir.path(), small()).unwrap();
+    assert_eq!((log.start_offset(), log.next_offset()), (1000, 1001));
+    assert_eq!(log.read(1000).unwrap().value(), &b"after reset"[..]);
+    // Reset below the start works too.
+    log.reset(3).unwrap();
+    log.append(b"three").unwrap();
+    log.close().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    assert_eq!((log.start_offset(), log.next_offset()), (3, 4));
+}
+
+/// A reset interrupted after its new segment was written: the old segments
+/// (an older generation) are still there. Opening completes the reset.
+#[test]
+fn an_interrupted_reset_is_completed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    fill(&log, &[1], 60);
+    log.close().unwrap();
+    let old = listing(dir.path());
+    let log = Log::open(dir.path(), small()).unwrap();
+    log.reset(500).unwrap();
+    log.simulate_crash();
+    // Put the old segments back, as if their deletion had not happened yet.
+    for (name, bytes) in &old {
+        if name.ends_with(".log") {
+            fs::write(dir.path().join(name), bytes).unwrap();
+        }
+    }
+    let log = Log::open(dir.path(), small()).unwrap();
+    assert_eq!((log.start_offset(), log.next_offset()), (500, 500));
+    assert!(!log.recovery_report().stray_files_removed.is_empty());
+    let logs = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().ends_with(".log"))
+        .count();
+    assert_eq!(logs, 1, "the old generation's segments were removed");
+}
+
+#[test]
+fn durable_offset_rises_with_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    log.append(b"a").unwrap();
+    log.append(b"b").unwrap();
+    assert_eq!(log.durable_offset(), 0, "nothing synced under SyncPolicy::Never");
+    log.sync().unwrap();
+    assert_eq!(log.durable_offset(), 2);
+    drop(log);
+    let always = tempfile::tempdir().unwrap();
+    let log = Log::open(always.path(), Options::default().segment_bytes(4096)).unwrap();
+    for i in 0..200u64 {
+        log.append(b"0123456789012345678901234567890123456789").unwrap();
+        assert_eq!(log.durable_offset(), i + 1, "SyncPolicy::Always: durable on return");
+    }
+    log.truncate(50).unwrap();
+    assert_eq!(log.durable_offset(), 50);
+}
+
+#[derive(Debug, Default)]
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn the_injected_clock_stamps_records_and_ages_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::default());
+    clock.0.store(1_000, Ordering::SeqCst);
+    let retention = Retention {
+        age_max: Some(Duration::from_millis(500)),
+        ..Retention::default()
+    };
+    let log = Log::open(dir.path(), small().clock(clock.clone()).retention(retention)).unwrap();
+    for _ in 0..100 {
+        log.append([7u8; 100]).unwrap();
+    }
+    assert_eq!(log.read(0).unwrap().timestamp_ms(), 1_000);
+    assert_eq!(
+        log.enforce_retention().unwrap(),
+        0,
+        "nothing is 500 ms old by the clock"
+    );
+    clock.0.store(1_400, Ordering::SeqCst);
+    assert_eq!(log.enforce_retention().unwrap(), 0);
+    clock.0.store(1_501, Ordering::SeqCst);
+    let start = log.enforce_retention().unwrap();
+    assert!(start > 0, "every sealed segment is older than 500 ms now");
+    assert_eq!(log.read(log.next_offset() - 1).unwrap().timestamp_ms(), 1_000);
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl LogListener for Recorder {
+    fn post_append(&self, base_offset: u64, next_offset: u64) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("append {base_offset}..{next_offset}"));
+    }
+    fn post_durable(&self, durable_offset: u64) {
+        self.0.lock().unwrap().push(format!("durable {durable_offset}"));
+    }
+    fn post_truncate(&self, offset: u64) {
+        self.0.lock().unwrap().push(format!("truncate {offset}"));
+    }
+    fn post_roll(&self, base_offset: u64) {
+        self.0.lock().unwrap().push(format!("roll {base_offset}"));
+    }
+    fn post_delete_segments(&self, start_offset: u64) {
+        self.0.lock().unwrap().push(format!("delete {start_offset}"));
+    }
+}
+
+#[test]
+fn the_listener_hears_every_kind_of_change_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let log = Log::open(dir.path(), small().listener(recorder.clone())).unwrap();
+    log.append_batch([&b"a"[..], b"b"]).unwrap();
+    log.sync().unwrap();
+    while log.next_offset() < 200 {
+        log.append([1u8; 64]).unwrap();
+    }
+    log.truncate(150).unwrap();
+    let start = log.delete_before(100).unwrap();
+    let events = recorder.0.lock().unwrap().clone();
+    assert_eq!(events[0], "append 0..2");
+    assert_eq!(events[1], "durable 2");
+    assert!(events.iter().any(|e| e.starts_with("roll ")));
+    assert!(events.contains(&"truncate 150".to_string()));
+    assert_eq!(events.last().unwrap(), &format!("delete {start}"));
+    let appends: Vec<&String> = events.iter().filter(|e| e.starts_with("append")).collect();
+    assert_eq!(appends.len(), 199, "one event per append");
+}
+
+#[test]
+fn read_only_open_changes_nothing_and_reports_what_recovery_would_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    fill(&log, &[1], 50);
+    let end = log.next_offset();
+    log.simulate_crash();
+    // Tear the last batch of the active segment.
+    let active = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max()
+        .unwrap();
+    let mut bytes = fs::read(&active).unwrap();
+    let used = bytes.iter().rposition(|&b| b != 0).unwrap();
+    bytes[used - 3] ^= 0xff;
+    fs::write(&active, &bytes).unwrap();
+    let before = listing(dir.path());
+
+    let reader = Log::open_read_only(dir.path(), small()).unwrap();
+    let report = reader.recovery_report().clone();
+    assert!(report.read_only);
+    assert_eq!(report.truncated_at, Some(end - 2));
+    assert_eq!(reader.next_offset(), end - 2);
+    assert_eq!(reader.iter(0).count() as u64, end - 2);
+    assert_eq!(reader.epoch_history(), vec![(1, 0)]);
+    assert!(matches!(reader.append(b"x"), Err(Error::ReadOnly)));
+    assert!(matches!(reader.truncate(1), Err(Error::ReadOnly)));
+    assert!(matches!(reader.reset(0), Err(Error::ReadOnly)));
+    assert!(matches!(reader.sync(), Err(Error::ReadOnly)));
+    assert!(matches!(reader.delete_before(1), Err(Error::ReadOnly)));
+    let second = Log::open_read_only(dir.path(), small()).unwrap();
+    assert!(matches!(Log::open(dir.path(), small()), Err(Error::Locked { .. })));
+    drop((reader, second));
+    assert_eq!(listing(dir.path()), before, "read-only open changed nothing on disk");
+
+    let writer = Log::open(dir.path(), small()).unwrap();
+    assert_eq!(writer.recovery_report().truncated_at, Some(end - 2));
+    assert!(matches!(
+        Log::open_read_only(dir.path(), small()),
+        Err(Error::Locked { .. })
+    ));
+    drop(writer);
+    let empty = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Log::open_read_only(empty.path(), small()),
+        Err(Error::Io { .. })
+    ));
+}
+
+/// Mappings of this process whose file lies in `dir`.
+fn mappings_in(dir: &Path) -> usize {
+    let dir = dir.canonicalize().unwrap();
+    let dir = dir.to_str().unwrap();
+    fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(dir))
+        .count()
+}
+
+#[test]
+fn mappings_stay_bounded_while_every_segment_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 4;
+    let options = small().mapped_segments_max(limit).prefault_bytes(0);
+    let log = Log::open(dir.path(), options.clone()).unwrap();
+    let value = |i: u64| format!("value {i:>6} {}", "x".repeat((i % 50) as usize));
+    let mut i = 0;
+    while i < 3000 {
+        log.append_batch([value(i)]).unwrap();
+        i += 1;
+    }
+    let segments = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+        .count();
+    assert!(segments >= 10 * limit, "{segments} segments for a limit of {limit}");
+    log.close().unwrap();
+
+    let log = Log::open(dir.path(), options).unwrap();
+    let n = log.next_offset();
+    assert_eq!(n, i);
+    for (offset, record) in log.iter(0).enumerate() {
+        assert_eq!(record.unwrap().value(), value(offset as u64).as_bytes());
+        assert!(log.mapped_segments() <= limit);
+    }
+    let mut x = 12345u64;
+    for _ in 0..2000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let offset = x % n;
+        assert_eq!(log.read(offset).unwrap().value(), value(offset).as_bytes());
+        assert!(log.mapped_segments() <= limit);
+    }
+    // The active segment, plus the limit, plus one the last reader's view may hold.
+    assert!(
+        mappings_in(dir.path()) <= limit + 2,
+        "{} mappings",
+        mappings_in(dir.path())
+    );
+}
