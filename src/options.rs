@@ -31,7 +31,9 @@ pub enum SyncPolicy {
     /// Every append is durable when it returns. Concurrent appenders share
     /// one sync (group commit).
     Always,
-    /// A background thread syncs at this interval; appends do not wait.
+    /// A background thread syncs at this interval, measured by the log's
+    /// [`Clock`] (an append that finds a sync due by the clock wakes it);
+    /// appends do not wait.
     Interval(Duration),
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use super::fs::{Durability, preallocate, replace_file};
 use super::index::{IndexBuilder, SparseIndex, capacity_for};
-use super::index_file;
+use super::index_file::{self, SegmentSummary};
 use super::layout::{SegmentFile, segment_path};
 use super::mapping::{MapCache, MapSlot};
 use super::mmap::{MapWriter, MappedFile};
@@ -37,6 +37,19 @@ pub(crate) struct ActiveTail {
     pub index: SparseIndex,
     /// Where the next index entry goes.
     pub builder: IndexBuilder,
+}
+
+impl ActiveTail {
+    /// The summary of a segment based at `base_offset` that ends here.
+    pub(crate) fn summary(&self, base_offset: u64) -> SegmentSummary {
+        SegmentSummary {
+            base_offset,
+            end_position: self.end_position,
+            next_offset: self.next_offset,
+            max_timestamp_ms: self.builder.max_timestamp_ms,
+            last_epoch: self.last_epoch,
+        }
+    }
 }
 
 /// What every segment of one log shares.

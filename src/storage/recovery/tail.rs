@@ -226,13 +226,7 @@ const ZERO_WINDOW_BYTES: usize = 1 << 20;
 /// its index files, open it sealed.
 pub(super) fn seal_scanned(cx: &Context<'_>, segment: Found, scanned: TailScan) -> Result<Arc<Segment>> {
     let tail = scanned.tail;
-    let summary = SegmentSummary {
-        base_offset: segment.base,
-        end_position: tail.end_position,
-        next_offset: tail.next_offset,
-        max_timestamp_ms: tail.builder.max_timestamp_ms,
-        last_epoch: tail.last_epoch,
-    };
+    let summary = tail.summary(segment.base);
     if cx.writes() {
         // The scan measured what lies past the end already.
         trim_unpublished(&segment, summary.end_position, scanned.nonzero_after)?;
@@ -248,13 +242,7 @@ pub(super) fn seal_scanned(cx: &Context<'_>, segment: Found, scanned: TailScan) 
 /// The last segment of a log opened read-only: sealed, ending where
 /// recovery would have cut it, with the index recovery built.
 pub(super) fn open_read_only_tail(cx: &Context<'_>, segment: &Found, tail: ActiveTail) -> Result<Arc<Segment>> {
-    let summary = SegmentSummary {
-        base_offset: segment.base,
-        end_position: tail.end_position,
-        next_offset: tail.next_offset,
-        max_timestamp_ms: tail.builder.max_timestamp_ms,
-        last_epoch: tail.last_epoch,
-    };
+    let summary = tail.summary(segment.base);
     open_sealed(cx, segment, &summary, Some(tail.index), tail.unchecked_end)
 }
 
