@@ -20,10 +20,12 @@
 //! The file is written *before* the data it describes changes in the one
 //! direction that adds entries (the first batch of a new epoch), and after
 //! the data in the directions that remove them (truncation, deletion of
-//! old segments, reset). So after a crash the file holds at least what the
-//! log holds, and opening reconciles it with the log's actual range; a file
-//! that is missing, damaged, or disagrees with the last batch's epoch is
-//! rebuilt from the batch headers.
+//! old segments). A reset clears it first: a crash before the reset is
+//! committed leaves the old log with an empty history, which disagrees with
+//! it and is rebuilt. So after a crash the file holds at least what the log
+//! holds, or is rebuilt; opening reconciles it with the log's actual range,
+//! and a file that is missing, damaged, or disagrees with the last batch's
+//! epoch is rebuilt from the batch headers.
 
 use std::path::Path;
 

@@ -100,6 +100,11 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access, cache: &Arc
     };
     let mut found = list_segments(dir, access, &mut report)?;
     let mut checkpoint = Checkpoint::read(dir)?;
+    // Log ids first: a foreign segment must be refused, never taken for the
+    // newest generation that makes this log's own segments stale.
+    if let Some(first) = found.first() {
+        check_log_id(&found, checkpoint.map_or(first.log_id, |c| c.log_id))?;
+    }
     let listed = found.len();
     let generation = drop_stale_generations(dir, &mut found, access, &mut report)?;
     let points_into_stale = |c: &Checkpoint| !found.iter().any(|f| f.base == c.recovery_point.segment_base);
