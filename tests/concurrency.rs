@@ -2,79 +2,31 @@
 //! iterators and tailers following the writer, retention and truncation
 //! running underneath. Segments are tiny, so they roll under the readers.
 //!
-//! Everything random comes from a tiny xorshift generator seeded from the
-//! clock; each test prints its seed, and `REPLOG_SEED=<seed>` replays it
-//! (as far as thread scheduling allows).
+//! Everything random comes from `common::rng`, seeded from the clock; each
+//! test prints its seed, and `REPLOG_SEED=<seed>` replays it (as far as
+//! thread scheduling allows).
+
+mod common;
 
 use std::panic;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use replog::{Error, Log, NewRecord, Options, Record, Retention, SyncPolicy};
+
+use common::rng::{Rng, mix, seed};
 
 // ---------------------------------------------------------------------------
 // Helpers.
 // ---------------------------------------------------------------------------
 
-/// xorshift64*: small, fast, good enough for choosing offsets.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform-ish in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-}
-
-/// The test's seed: `REPLOG_SEED` if set, else the clock. Printed, so a
-/// failing run (whose output the test harness shows) can be replayed.
-fn seed(test: &str) -> u64 {
-    let seed = std::env::var("REPLOG_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
-    println!("{test}: seed {seed} (replay with REPLOG_SEED={seed})");
-    seed
-}
-
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-fn filler(seed: u64, len: usize) -> impl Iterator<Item = u8> {
-    let mut x = mix(seed) | 1;
-    (0..len).map(move |_| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x as u8
-    })
-}
-
 /// The value stored at `offset` by the single-writer tests: its length and
 /// bytes are derived from the offset, and it starts with the offset.
 fn value_at(offset: u64) -> Vec<u8> {
     let mut value = offset.to_le_bytes().to_vec();
-    value.extend(filler(offset, (mix(offset) % 120) as usize));
+    value.extend(Rng::new(offset).bytes((mix(offset) % 120) as usize));
     value
 }
 
@@ -527,7 +479,7 @@ fn readers_iterators_and_tailers_follow_one_writer_under_retention() {
 fn writer_value(w: u64, seq: u64) -> Vec<u8> {
     let mut value = w.to_le_bytes().to_vec();
     value.extend_from_slice(&seq.to_le_bytes());
-    value.extend(filler((w << 40) | seq, (mix((w << 40) | seq) % 80) as usize));
+    value.extend(Rng::new((w << 40) | seq).bytes((mix((w << 40) | seq) % 80) as usize));
     value
 }
 
@@ -672,10 +624,7 @@ const TABLE: usize = 1 << 16;
 fn generation_value(offset: u64, generation: u64) -> Vec<u8> {
     let mut value = offset.to_le_bytes().to_vec();
     value.extend_from_slice(&generation.to_le_bytes());
-    value.extend(filler(
-        offset ^ (generation << 20),
-        (mix(offset ^ generation) % 100) as usize,
-    ));
+    value.extend(Rng::new(offset ^ (generation << 20)).bytes((mix(offset ^ generation) % 100) as usize));
     value
 }
 
@@ -1081,7 +1030,7 @@ fn durable_waits_end_when_a_truncation_cuts_their_records() {
                         appended
                     });
                 }
-                let mut rng = Rng(seed | 1);
+                let mut rng = Rng::new(seed);
                 for _ in 0..300 {
                     let end = log.next_offset();
                     let start = log.start_offset();

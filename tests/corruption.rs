@@ -13,10 +13,12 @@
 //! was last opened or rolled, and a preallocated active segment without index
 //! files, which is what a killed process leaves behind.
 //!
-//! Random choices come from a seeded xorshift generator. Each test prints its
-//! seed; `REPLOG_CORRUPTION_SEED=<seed>` replays it. Test directories go to
+//! Random choices come from `common::rng`. Each test prints its seed;
+//! `REPLOG_SEED=<seed>` replays it. Test directories go to
 //! `/dev/shm` when it is usable (fsync is free there; these tests are about
 //! contents, not durability), or to `REPLOG_CORRUPTION_TMPDIR` if set.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -27,61 +29,14 @@ use replog::codec::{BATCH_HEADER_BYTES, SEGMENT_HEADER_BYTES, validate_batch};
 use replog::{Error, Log, NewRecord, Options, Record, RecoveryReport, SyncPolicy};
 use tempfile::TempDir;
 
+use common::rng::{Rng, seed};
+
 const SEGMENT_BYTES: u64 = 16 * 1024;
 const HEADER: usize = SEGMENT_HEADER_BYTES;
 const TS_BASE: i64 = 1_700_000_000_000;
 /// Records in a typical test log: four segments of 16 KiB, the last one
 /// (active) filled to 90%.
 const RECORDS: u64 = 800;
-
-// ---------------------------------------------------------------------------
-// Random numbers
-// ---------------------------------------------------------------------------
-
-/// xorshift64*: tiny, seeded, good enough to pick positions and bytes.
-struct Rng(u64);
-
-impl Rng {
-    /// A generator for `test`, seeded from `REPLOG_CORRUPTION_SEED` or the clock.
-    fn for_test(test: &str) -> Rng {
-        let seed = match std::env::var("REPLOG_CORRUPTION_SEED") {
-            Ok(text) => text
-                .trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("REPLOG_CORRUPTION_SEED={text:?} is not a u64")),
-            Err(_) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64),
-        };
-        println!("{test}: seed {seed} (replay with REPLOG_CORRUPTION_SEED={seed})");
-        Rng(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn in_range(&mut self, range: Range<usize>) -> usize {
-        range.start + self.below(range.end - range.start)
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-
-    /// Random bytes none of which is zero.
-    fn nonzero_bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| (self.next() % 255 + 1) as u8).collect()
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The model: what was appended at each offset
@@ -603,7 +558,7 @@ fn torn_tail_inside_a_record_of_every_batch_of_the_active_segment() {
 
 #[test]
 fn zeroed_regions_of_the_active_segment() {
-    let mut rng = Rng::for_test("zeroed_regions_of_the_active_segment");
+    let mut rng = Rng::new(seed("zeroed_regions_of_the_active_segment"));
     let image = CrashImage::build(RECORDS, 2);
     let end = image.data_end();
     // The whole tail from some position zeroed (lost pages): exact batch
@@ -635,7 +590,7 @@ fn zeroed_regions_of_the_active_segment() {
 
 #[test]
 fn garbage_after_the_last_valid_batch() {
-    let mut rng = Rng::for_test("garbage_after_the_last_valid_batch");
+    let mut rng = Rng::new(seed("garbage_after_the_last_valid_batch"));
     let image = CrashImage::build(RECORDS, 2);
     let end = image.data_end();
     for round in 0..40 {
@@ -683,7 +638,7 @@ fn every_bit_flip_in_the_last_batch_of_the_active_segment() {
 
 #[test]
 fn random_bit_flips_in_the_active_segment() {
-    let mut rng = Rng::for_test("random_bit_flips_in_the_active_segment");
+    let mut rng = Rng::new(seed("random_bit_flips_in_the_active_segment"));
     let image = CrashImage::build(RECORDS, 2);
     let end = image.data_end();
     for _ in 0..150 {
@@ -758,7 +713,7 @@ fn check_sealed_damage(image: &CrashImage, base: u64, damaged: &[u8], batch: Bat
 
 #[test]
 fn bit_flips_in_a_sealed_segment_are_reported_when_read() {
-    let mut rng = Rng::for_test("bit_flips_in_a_sealed_segment_are_reported_when_read");
+    let mut rng = Rng::new(seed("bit_flips_in_a_sealed_segment_are_reported_when_read"));
     let image = CrashImage::build(RECORDS, 2);
     let bases = segment_bases(image.dir.path());
     let base = bases[1];
@@ -782,10 +737,10 @@ fn bit_flips_in_a_sealed_segment_are_reported_when_read() {
         let batch = match round {
             0 => found[0],
             1 => *found.last().unwrap(),
-            _ => found[rng.below(found.len())],
+            _ => found[rng.in_range(0..found.len())],
         };
         let mut damaged = original.clone();
-        flip_bit(&mut damaged[batch.position..], rng.below(batch.len * 8));
+        flip_bit(&mut damaged[batch.position..], rng.in_range(0..batch.len * 8));
         check_sealed_damage(&image, base, &damaged, batch, &format!("random bit of {batch:?}"));
     }
 }
@@ -794,16 +749,16 @@ fn bit_flips_in_a_sealed_segment_are_reported_when_read() {
 fn sealed_segment_damage_without_its_index_files() {
     // With the index gone, opening scans the sealed segment: damage must
     // still not drop anything or end the log early.
-    let mut rng = Rng::for_test("sealed_segment_damage_without_its_index_files");
+    let mut rng = Rng::new(seed("sealed_segment_damage_without_its_index_files"));
     let image = CrashImage::build(RECORDS, 2);
     let base = segment_bases(image.dir.path())[1];
     let original = fs::read(segment_path(image.dir.path(), base)).unwrap();
     let found = batches(&original, base);
     for round in 0..40 {
-        let batch = found[rng.below(found.len())];
+        let batch = found[rng.in_range(0..found.len())];
         let mut damaged = original.clone();
         match round % 3 {
-            0 => flip_bit(&mut damaged[batch.position..], rng.below(batch.len * 8)),
+            0 => flip_bit(&mut damaged[batch.position..], rng.in_range(0..batch.len * 8)),
             1 => damaged[batch.position..batch.position + 8].fill(0),
             _ => damaged[batch.range()].fill(0),
         }
@@ -1098,7 +1053,7 @@ fn stale_index_files_of_the_active_segment() {
 
 #[test]
 fn damaged_index_files_are_rebuilt() {
-    let mut rng = Rng::for_test("damaged_index_files_are_rebuilt");
+    let mut rng = Rng::new(seed("damaged_index_files_are_rebuilt"));
     let template = closed_log();
     let bases = segment_bases(template.path());
     let active = *bases.last().unwrap();
@@ -1219,7 +1174,7 @@ fn clean_close_reopens_without_reading_data() {
 
 #[test]
 fn damaged_checkpoint_is_an_error() {
-    let mut rng = Rng::for_test("damaged_checkpoint_is_an_error");
+    let mut rng = Rng::new(seed("damaged_checkpoint_is_an_error"));
     for clean in [true, false] {
         let template = if clean {
             closed_log()
@@ -1259,7 +1214,7 @@ fn damaged_checkpoint_is_an_error() {
 
 #[test]
 fn damaged_active_segment_after_a_clean_close() {
-    let mut rng = Rng::for_test("damaged_active_segment_after_a_clean_close");
+    let mut rng = Rng::new(seed("damaged_active_segment_after_a_clean_close"));
     let template = closed_log();
     let active = *segment_bases(template.path()).last().unwrap();
     let path = |dir: &Path| segment_path(dir, active);
@@ -1386,7 +1341,7 @@ fn damaged_sealed_segment_ends() {
     // A sealed segment with zeros (as an untrimmed, crashed seal leaves) or
     // garbage after its last batch, with or without its index files: the
     // surplus is ignored, nothing is lost.
-    let mut rng = Rng::for_test("damaged_sealed_segment_ends");
+    let mut rng = Rng::new(seed("damaged_sealed_segment_ends"));
     let image = CrashImage::build(RECORDS, 2);
     let bases = segment_bases(image.dir.path());
     for (i, tail) in [vec![0; 3000], rng.nonzero_bytes(3000), rng.bytes(17)]
@@ -1508,7 +1463,7 @@ fn segment_file_of_another_log() {
 
 #[test]
 fn foreign_files_are_ignored_and_left_alone() {
-    let mut rng = Rng::for_test("foreign_files_are_ignored_and_left_alone");
+    let mut rng = Rng::new(seed("foreign_files_are_ignored_and_left_alone"));
     for clean in [true, false] {
         let template = if clean {
             closed_log()
@@ -1546,7 +1501,9 @@ fn foreign_files_are_ignored_and_left_alone() {
         for _ in 0..20 {
             let len = rng.in_range(1..30);
             let alphabet = b"abcxyz0123456789._-";
-            let name: String = (0..len).map(|_| alphabet[rng.below(alphabet.len())] as char).collect();
+            let name: String = (0..len)
+                .map(|_| alphabet[rng.in_range(0..alphabet.len())] as char)
+                .collect();
             if name != "." && name != ".." && !name.ends_with(".tmp") && !name.ends_with(".log") {
                 names.push(name);
             }
@@ -1554,7 +1511,7 @@ fn foreign_files_are_ignored_and_left_alone() {
         for name in &names {
             let path = dir.path().join(name);
             if !path.exists() {
-                let len = rng.below(3000);
+                let len = rng.in_range(0..3000);
                 fs::write(&path, rng.bytes(len)).unwrap();
             }
         }
@@ -1596,7 +1553,7 @@ fn foreign_tmp_files_are_left_alone() {
 
 #[test]
 fn garbage_segment_files() {
-    let mut rng = Rng::for_test("garbage_segment_files");
+    let mut rng = Rng::new(seed("garbage_segment_files"));
     let image = CrashImage::build(RECORDS, 2);
     let closed = closed_log();
     for (state, template) in [("crash", image.dir.path()), ("clean", closed.path())] {

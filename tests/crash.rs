@@ -20,10 +20,12 @@
 //! cache, so this tests recovery from torn in-memory states and interrupted
 //! rolls, not from power loss.
 //!
-//! Replay: every test prints its seed; set `REPLOG_CRASH_SEED` to it (the kill
+//! Replay: every test prints its seed; set `REPLOG_SEED` to it (the kill
 //! timing still varies). `REPLOG_CRASH_ROUNDS` sets the number of rounds.
 
 #![cfg(unix)]
+
+mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -31,9 +33,12 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use replog::{Log, NewRecord, Options, SyncPolicy};
+
+use common::env_u64;
+use common::rng::{Rng, SEED_VAR, mix, seed};
 
 /// Name of the child "test" that the parent re-executes.
 const CHILD_TEST: &str = "crash_child";
@@ -41,7 +46,6 @@ const ENV_DIR: &str = "REPLOG_CRASH_CHILD_DIR";
 const ENV_CHILD_SEED: &str = "REPLOG_CRASH_CHILD_SEED";
 const ENV_ROUND: &str = "REPLOG_CRASH_CHILD_ROUND";
 const ENV_MODE: &str = "REPLOG_CRASH_CHILD_MODE";
-const ENV_SEED: &str = "REPLOG_CRASH_SEED";
 const ENV_ROUNDS: &str = "REPLOG_CRASH_ROUNDS";
 
 const SEGMENT_BYTES: u64 = 64 << 10;
@@ -50,35 +54,7 @@ const SIGKILL: i32 = 9;
 const TIMESTAMP_BASE: i64 = 1_600_000_000_000;
 
 // ---------------------------------------------------------------------------
-// Deterministic randomness and record contents.
-
-/// The splitmix64 finalizer: a good 64-bit mix.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// xorshift64*: tiny, seeded, good enough for test decisions.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(mix(seed) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+// Record contents.
 
 /// How the records of one batch were appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,13 +124,7 @@ impl Batch {
         } else {
             (h >> 8) % 2000
         };
-        let mut state = h | 1;
-        for _ in 0..pad {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            value.push(b'a' + (state % 26) as u8);
-        }
+        value.extend(Rng::new(h).letters(pad as usize));
         value
     }
 
@@ -219,16 +189,6 @@ impl Mode {
             .index_interval_bytes(1024)
             .sync(policy)
     }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    let text = text.trim();
-    let parsed = match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
-    };
-    Some(parsed.unwrap_or_else(|_| panic!("{name}={text:?} is not a number")))
 }
 
 /// The child: a "test" that only does something when re-executed by a
@@ -668,12 +628,9 @@ fn last_lines(lines: &[String]) -> &[String] {
 }
 
 fn seed_and_rounds(test: &str, default_rounds: u64) -> (u64, u64) {
-    let seed = env_u64(ENV_SEED).unwrap_or_else(|| {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        mix(now.as_nanos() as u64 ^ u64::from(std::process::id()) << 32)
-    });
+    let seed = seed(test);
     let rounds = env_u64(ENV_ROUNDS).unwrap_or(default_rounds);
-    println!("{test}: seed {seed} ({rounds} rounds); replay with {ENV_SEED}={seed}");
+    println!("{test}: {rounds} rounds ({ENV_ROUNDS} sets them)");
     (seed, rounds)
 }
 
@@ -689,7 +646,7 @@ fn crash_rounds(test: &str, mode: Mode, default_rounds: u64) {
     let mut stats = Stats::default();
     let started = Instant::now();
     for round in 0..rounds {
-        let base_context = format!("{test} (seed {seed}, {ENV_SEED}={seed}) round {round}");
+        let base_context = format!("{test} (seed {seed}, {SEED_VAR}={seed}) round {round}");
         model.context = base_context.clone();
         // Now and then kill early, counting from the spawn: maybe during the
         // child's recovery, maybe before it opened the log at all.

@@ -8,14 +8,22 @@
 //! `proptest-regressions/model.txt`, which is replayed first on every run and
 //! meant to be committed. `PROPTEST_CASES=2000 cargo test --test model` runs a
 //! longer soak.
+//!
+//! The random cases come from the seed `log_matches_model` prints (taken from
+//! the clock, see `common::rng::seed`); `REPLOG_SEED=<seed>` generates the
+//! same cases again (with the same `PROPTEST_CASES`).
+
+mod common;
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError};
+use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestCaseError};
 use replog::{Error, Iter, Log, NewRecord, Options, Record, Retention, SyncPolicy};
+
+use common::rng::{Rng, seed};
 
 const SEGMENT_HEADER_BYTES: u64 = replog::codec::SEGMENT_HEADER_BYTES as u64;
 const BATCH_HEADER_BYTES: u64 = replog::codec::BATCH_HEADER_BYTES as u64;
@@ -328,15 +336,7 @@ fn now_ms() -> i64 {
 
 /// Deterministic pseudo-random bytes for record `serial` (`salt` tells key from value).
 fn bytes_for(serial: u64, salt: u64, len: usize) -> Vec<u8> {
-    let mut x = (serial + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (salt << 56) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    Rng::new(serial ^ (salt << 56)).bytes(len)
 }
 
 /// Base offsets of the segment files in `dir`.
@@ -988,6 +988,7 @@ fn config() -> Config {
         .unwrap_or(160);
     Config {
         cases,
+        rng_seed: RngSeed::Fixed(seed("log_matches_model")),
         max_shrink_time: 120_000,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
             env!("CARGO_MANIFEST_DIR"),
