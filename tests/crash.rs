@@ -1,10 +1,10 @@
 //! Crash tests with real processes.
 //!
 //! The test binary re-executes itself as a child (the `crash_child` "test",
-//! which does nothing unless `REPLOG_CRASH_CHILD_DIR` is set). The child opens
-//! the log, appends records in a loop and prints one line per acknowledged
-//! batch; the parent kills it with SIGKILL at a random moment, reopens the
-//! log and checks what recovery kept:
+//! which does nothing unless a parent test started it through
+//! `common::child`). The child opens the log, appends records in a loop and
+//! prints one line per acknowledged batch; the parent kills it with SIGKILL
+//! at a random moment, reopens the log and checks what recovery kept:
 //!
 //! - every acknowledged record is present and byte-identical (value, key,
 //!   timestamp), and so is every record verified in an earlier round;
@@ -27,22 +27,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use replog::{Log, NewRecord, Options, SyncPolicy};
 
-use common::env_u64;
 use common::rng::{Rng, SEED_VAR, mix, seed};
+use common::{child, env_u64};
 
 /// Name of the child "test" that the parent re-executes.
 const CHILD_TEST: &str = "crash_child";
-const ENV_DIR: &str = "REPLOG_CRASH_CHILD_DIR";
 const ENV_CHILD_SEED: &str = "REPLOG_CRASH_CHILD_SEED";
 const ENV_ROUND: &str = "REPLOG_CRASH_CHILD_ROUND";
 const ENV_MODE: &str = "REPLOG_CRASH_CHILD_MODE";
@@ -191,12 +190,6 @@ impl Mode {
     }
 }
 
-/// The child: a "test" that only does something when re-executed by a
-/// parent test with `REPLOG_CRASH_CHILD_DIR` set. Appends until killed.
-///
-/// Prints `OPEN <start> <next>` on a line of its own once open, then per append either
-/// `ACK <base> <len> <kind>` (policy Always: durable) or
-/// `WROTE <base> <len> <kind>`, and after each `Log::sync` that returned,
 /// Opens the log, retrying for a while if it is locked. The tests of this
 /// file run in parallel in one parent process, and each spawns children: a
 /// child spawned by one test holds copies of all the parent's descriptors
@@ -216,10 +209,16 @@ fn open_retrying_lock(dir: impl AsRef<Path>, options: Options) -> replog::Result
     }
 }
 
+/// The child: a "test" that only does something when re-executed by a
+/// parent test (see `common::child`) on a directory. Appends until killed.
+///
+/// Prints `OPEN <start> <next>` on a line of its own once open, then per append either
+/// `ACK <base> <len> <kind>` (policy Always: durable) or
+/// `WROTE <base> <len> <kind>`, and after each `Log::sync` that returned,
 /// `SYNCED <n>` (every offset below n is durable).
 #[test]
 fn crash_child() {
-    let Some(dir) = std::env::var_os(ENV_DIR) else {
+    let Some(dir) = child::dir(CHILD_TEST) else {
         return;
     };
     let seed = env_u64(ENV_CHILD_SEED).expect("child seed");
@@ -299,20 +298,14 @@ struct Finished {
 
 impl Running {
     fn spawn(dir: &Path, mode: Mode, seed: u64, round: u64) -> Running {
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut child = Command::new(exe)
-            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-            .env(ENV_DIR, dir)
-            .env(ENV_CHILD_SEED, seed.to_string())
-            .env(ENV_ROUND, round.to_string())
-            .env(ENV_MODE, mode.name())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning the child");
+        let envs = [
+            (ENV_CHILD_SEED, seed.to_string()),
+            (ENV_ROUND, round.to_string()),
+            (ENV_MODE, mode.name().to_string()),
+        ];
+        let mut process = child::spawn(CHILD_TEST, dir, &envs);
         let (send, lines) = mpsc::channel();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut stdout = BufReader::new(process.stdout.take().unwrap());
         let stdout = std::thread::spawn(move || {
             let mut line = String::new();
             loop {
@@ -326,14 +319,9 @@ impl Running {
                 }
             }
         });
-        let mut stderr = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = stderr.read_to_end(&mut text);
-            String::from_utf8_lossy(&text).into_owned()
-        });
+        let stderr = child::read_to_end(process.stderr.take().unwrap());
         Running {
-            child,
+            child: process,
             lines,
             stdout: Some(stdout),
             stderr: Some(stderr),

@@ -3,6 +3,8 @@
 //!
 //! - [`rng`]: the one seeded random number generator and the one seed
 //!   function; `REPLOG_SEED=<seed>` replays any randomized test.
+//! - [`child`]: re-executing the test binary as a child process that runs one
+//!   "child test" on a directory (the crash and disk-full tests).
 
 // Every test binary compiles this module on its own and uses only part of
 // it; what one binary leaves unused another one uses. Per-item
@@ -10,6 +12,7 @@
 // (a warning) in the binaries that do use the item.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod rng;
 
 /// The value of the environment variable `name` as a `u64` (decimal, or hex
