@@ -16,38 +16,12 @@ use std::time::{Duration, Instant};
 
 use replog::{Error, Log, NewRecord, Options, Record, Retention, SyncPolicy};
 
+use common::records::{append_values, check_record, key_at, value_at};
 use common::rng::{Rng, mix, seed};
 
 // ---------------------------------------------------------------------------
 // Helpers.
 // ---------------------------------------------------------------------------
-
-/// The value stored at `offset` by the single-writer tests: its length and
-/// bytes are derived from the offset, and it starts with the offset.
-fn value_at(offset: u64) -> Vec<u8> {
-    let mut value = offset.to_le_bytes().to_vec();
-    value.extend(Rng::new(offset).bytes((mix(offset) % 120) as usize));
-    value
-}
-
-/// Every third offset also gets a key.
-fn key_at(offset: u64) -> Option<Vec<u8>> {
-    offset.is_multiple_of(3).then(|| (!offset).to_le_bytes().to_vec())
-}
-
-fn check_record(record: &Record, offset: u64, context: &str) {
-    assert_eq!(record.offset(), offset, "{context}: wrong offset");
-    assert!(
-        record.value()[..] == value_at(offset)[..],
-        "{context}: wrong value at {offset}: {:?}",
-        &record.value()[..record.value().len().min(24)]
-    );
-    assert_eq!(
-        record.key().map(|k| k.to_vec()),
-        key_at(offset),
-        "{context}: wrong key at {offset}"
-    );
-}
 
 /// Sets a flag when dropped, also when the owning thread panics.
 struct SetOnDrop(Arc<AtomicBool>);
@@ -862,9 +836,7 @@ fn bug_iter_created_during_truncation_reports_corruption() {
     let seed = seed("bug_iter_created_during_truncation_reports_corruption");
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(dir.path(), small_options(4096, SyncPolicy::Never)).unwrap());
-    for offset in 0..100 {
-        log.append(value_at(offset)).unwrap();
-    }
+    append_values(&log, 0..100);
     let done = Arc::new(AtomicBool::new(false));
     let mut handles: Vec<(String, JoinHandle<u64>)> = Vec::new();
     {
@@ -877,9 +849,7 @@ fn bug_iter_created_during_truncation_reports_corruption() {
             while !done.load(SeqCst) && began.elapsed() < Duration::from_secs(3) {
                 let target = 50 + rng.below(50);
                 log.truncate(target).unwrap();
-                for offset in target..100 {
-                    log.append(value_at(offset)).unwrap();
-                }
+                append_values(&log, target..100);
                 rounds += 1;
             }
             rounds
@@ -936,10 +906,8 @@ fn bug_retention_out_of_range_above_start() {
             let began = Instant::now();
             let mut deletes = 0;
             while !done.load(SeqCst) && began.elapsed() < Duration::from_secs(10) {
-                for _ in 0..40 {
-                    let next = log.next_offset();
-                    log.append(value_at(next)).unwrap();
-                }
+                let next = log.next_offset();
+                append_values(&log, next..next + 40);
                 log.delete_before(log.next_offset().saturating_sub(200)).unwrap();
                 deletes += 1;
             }

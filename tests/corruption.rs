@@ -29,11 +29,11 @@ use replog::codec::{BATCH_HEADER_BYTES, SEGMENT_HEADER_BYTES, validate_batch};
 use replog::{Error, Log, NewRecord, Options, Record, RecoveryReport, SyncPolicy};
 use tempfile::TempDir;
 
+use common::records::{self, TIMESTAMP_BASE, check_record, key_at, timestamp_at, value_at};
 use common::rng::{Rng, seed};
 
 const SEGMENT_BYTES: u64 = 16 * 1024;
 const HEADER: usize = SEGMENT_HEADER_BYTES;
-const TS_BASE: i64 = 1_700_000_000_000;
 /// Records in a typical test log: four segments of 16 KiB, the last one
 /// (active) filled to 90%.
 const RECORDS: u64 = 800;
@@ -49,26 +49,9 @@ fn options() -> Options {
         .sync(SyncPolicy::Never)
 }
 
-fn key(i: u64) -> Option<Vec<u8>> {
-    (!i.is_multiple_of(3)).then(|| format!("key-{}", i % 11).into_bytes())
-}
-
-/// Values vary in length and end with a non-zero byte (as every byte is).
-fn value(i: u64) -> Vec<u8> {
-    let mut v = format!("value-{i}:").into_bytes();
-    v.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, (i * 7 % 61) as usize));
-    v.push(b'!');
-    v
-}
-
-/// Two records share each timestamp, so lookups must find the first.
-fn timestamp(i: u64) -> i64 {
-    TS_BASE + (i / 2) as i64 * 10
-}
-
 /// The first offset below `n` whose timestamp is at least `t`.
 fn model_offset_for_timestamp(t: i64, n: u64) -> Option<u64> {
-    (0..n).find(|&i| timestamp(i) >= t)
+    (0..n).find(|&i| timestamp_at(i) >= t)
 }
 
 /// Batch sizes cycle through this pattern.
@@ -76,12 +59,12 @@ const BATCH_SIZES: [u64; 7] = [1, 3, 2, 4, 1, 5, 2];
 
 /// Appends `offsets` (which must start at the log's end) as one batch.
 fn append_batch(log: &Log, offsets: Range<u64>) {
-    let owned: Vec<(Option<Vec<u8>>, Vec<u8>)> = offsets.clone().map(|i| (key(i), value(i))).collect();
+    let owned: Vec<(Option<Vec<u8>>, Vec<u8>)> = offsets.clone().map(|i| (key_at(i), value_at(i))).collect();
     let records: Vec<NewRecord<'_>> = owned
         .iter()
         .zip(offsets.clone())
         .map(|((k, v), i)| {
-            let record = NewRecord::new(v).timestamp(timestamp(i));
+            let record = NewRecord::new(v).timestamp(timestamp_at(i));
             match k {
                 Some(k) => record.key(k),
                 None => record,
@@ -104,16 +87,10 @@ fn fill(log: &Log, n: u64) {
     assert_eq!(log.next_offset(), n);
 }
 
+/// The record appended at `i`, timestamp included.
 fn assert_record(record: &Record, i: u64) {
-    assert_eq!(record.offset(), i, "offset");
-    assert!(
-        record.value()[..] == value(i)[..],
-        "value of {i}: read \"{}\", appended \"{}\"",
-        record.value().escape_ascii(),
-        value(i).escape_ascii()
-    );
-    assert_eq!(record.key().map(|k| k.to_vec()), key(i), "key of {i}");
-    assert_eq!(record.timestamp(), timestamp(i), "timestamp of {i}");
+    check_record(record, i, "log");
+    assert_eq!(record.timestamp(), timestamp_at(i), "timestamp of {i}");
 }
 
 /// The log holds exactly the model's records `0..n`. Reads and iterates
@@ -121,28 +98,11 @@ fn assert_record(record: &Record, i: u64) {
 /// caller with `from = 0`) and probes timestamp lookups.
 fn assert_holds(log: &Log, from: u64, n: u64) {
     assert_eq!(log.start_offset(), 0, "start offset");
-    assert_eq!(log.next_offset(), n, "next offset");
-    for i in from..n {
-        match log.read(i) {
-            Ok(record) => assert_record(&record, i),
-            Err(e) => panic!("reading offset {i} of {n}: {e}"),
-        }
-    }
-    assert!(
-        matches!(log.read(n), Err(Error::OffsetOutOfRange { .. })),
-        "offset {n} must be out of range"
-    );
-    let mut expected = from;
-    for item in log.iter(from) {
-        let record = item.unwrap_or_else(|e| panic!("iterating at {expected}: {e}"));
-        assert_record(&record, expected);
-        expected += 1;
-    }
-    assert_eq!(expected, n, "iteration from {from} ends early");
-    let mut probes = vec![i64::MIN, TS_BASE - 1, timestamp(n) + 1, i64::MAX];
+    records::assert_holds(log, from..n, "log", assert_record);
+    let mut probes = vec![i64::MIN, TIMESTAMP_BASE - 1, timestamp_at(n) + 1, i64::MAX];
     let step = ((n - from) / 40).max(1);
     for i in (from..n).step_by(step as usize).chain(n.checked_sub(1)) {
-        probes.extend([timestamp(i), timestamp(i) - 5]);
+        probes.extend([timestamp_at(i), timestamp_at(i) - 5]);
     }
     for t in probes {
         assert_eq!(
@@ -477,7 +437,11 @@ fn check_never_wrong(dir: &Path, appended: u64, must_keep: u64, what: &str) -> O
         expected,
         "{what}: batches and iter stop at the same place"
     );
-    for t in [timestamp(0), timestamp(next / 2), timestamp(next.saturating_sub(1))] {
+    for t in [
+        timestamp_at(0),
+        timestamp_at(next / 2),
+        timestamp_at(next.saturating_sub(1)),
+    ] {
         match log.offset_for_timestamp(t) {
             Ok(found) => assert_eq!(found, model_offset_for_timestamp(t, next), "{what}: timestamp {t}"),
             Err(Error::Corrupt { .. }) => {}
@@ -698,10 +662,10 @@ fn check_sealed_damage(image: &CrashImage, base: u64, damaged: &[u8], batch: Bat
         "{what}: batches stop at the damage"
     );
     for i in batch.offsets().chain([base, segment_end - 1]) {
-        match log.offset_for_timestamp(timestamp(i)) {
+        match log.offset_for_timestamp(timestamp_at(i)) {
             Ok(found) => assert_eq!(
                 found,
-                model_offset_for_timestamp(timestamp(i), image.records),
+                model_offset_for_timestamp(timestamp_at(i), image.records),
                 "{what}: timestamp of {i}"
             ),
             Err(Error::Corrupt { .. }) => {}

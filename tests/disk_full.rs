@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use replog::codec::{BATCH_HEADER_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use replog::{Error, Log, Options, SyncPolicy};
 
-use common::child;
+use common::{child, records};
 
 const APPEND_CHILD: &str = "disk_full_append_child";
 const OPEN_CHILD: &str = "disk_full_open_child";
@@ -131,30 +131,13 @@ fn leftover_temporary_files(dir: &Path) -> Vec<PathBuf> {
 /// Checks that `log` holds exactly `expected` (by offset), by `read` and by `iter`.
 fn assert_holds(log: &Log, expected: &[Vec<u8>], context: &str) {
     assert_eq!(log.start_offset(), 0, "{context}");
-    assert_eq!(log.next_offset(), expected.len() as u64, "{context}: next_offset");
-    for (offset, value) in expected.iter().enumerate() {
-        let record = log
-            .read(offset as u64)
-            .unwrap_or_else(|e| panic!("{context}: read({offset}): {e}"));
-        assert_eq!(record.value()[..], value[..], "{context}: read({offset})");
-    }
-    let mut count = 0;
-    for (item, value) in log.iter(0).zip(expected) {
-        let record = item.unwrap_or_else(|e| panic!("{context}: iter at {count}: {e}"));
-        assert_eq!(record.offset(), count, "{context}: iter offsets");
-        assert_eq!(record.value()[..], value[..], "{context}: iter at {count}");
-        count += 1;
-    }
-    assert_eq!(count, expected.len() as u64, "{context}: iter yielded too few records");
-    assert_eq!(
-        log.iter(0).count(),
-        expected.len(),
-        "{context}: iter yielded too many records"
-    );
-    assert!(
-        matches!(log.read(expected.len() as u64), Err(Error::OffsetOutOfRange { .. })),
-        "{context}: read past the end"
-    );
+    records::assert_holds(log, 0..expected.len() as u64, context, |record, offset| {
+        assert_eq!(
+            record.value()[..],
+            expected[offset as usize][..],
+            "{context}: value at {offset}"
+        )
+    });
 }
 
 /// Asserts `result` is the `Error::Io` of a file grown past `RLIMIT_FSIZE`.

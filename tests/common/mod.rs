@@ -5,6 +5,8 @@
 //!   function; `REPLOG_SEED=<seed>` replays any randomized test.
 //! - [`child`]: re-executing the test binary as a child process that runs one
 //!   "child test" on a directory (the crash and disk-full tests).
+//! - [`records`]: what the tests store at each offset, and the checks that a
+//!   log holds it.
 
 // Every test binary compiles this module on its own and uses only part of
 // it; what one binary leaves unused another one uses. Per-item
@@ -13,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod records;
 pub mod rng;
 
 /// The value of the environment variable `name` as a `u64` (decimal, or hex
