@@ -29,6 +29,7 @@ use replog::codec::{BATCH_HEADER_BYTES, SEGMENT_HEADER_BYTES, validate_batch};
 use replog::{Error, Log, NewRecord, Options, Record, RecoveryReport, SyncPolicy};
 use tempfile::TempDir;
 
+use common::files::{index_path, segment_bases, segment_path};
 use common::records::{self, TIMESTAMP_BASE, check_record, key_at, timestamp_at, value_at};
 use common::rng::{Rng, seed};
 
@@ -126,28 +127,6 @@ fn assert_appends_at(log: &Log, n: u64) {
 
 fn open(dir: &Path) -> replog::Result<Log> {
     Log::open(dir, options())
-}
-
-fn segment_path(dir: &Path, base: u64) -> PathBuf {
-    dir.join(format!("{base:020}.log"))
-}
-
-fn index_path(dir: &Path, base: u64, extension: &str) -> PathBuf {
-    dir.join(format!("{base:020}.{extension}"))
-}
-
-/// Base offsets of the segment files in `dir`, in order.
-fn segment_bases(dir: &Path) -> Vec<u64> {
-    let mut bases: Vec<u64> = fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|entry| {
-            let name = entry.unwrap().file_name().into_string().ok()?;
-            let stem = name.strip_suffix(".log")?;
-            (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().unwrap())
-        })
-        .collect();
-    bases.sort_unstable();
-    bases
 }
 
 /// Copies the regular files of `from` (not the lock file) into `to`.

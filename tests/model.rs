@@ -16,13 +16,13 @@
 mod common;
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestCaseError};
 use replog::{Error, Iter, Log, NewRecord, Options, Record, Retention, SyncPolicy};
 
+use common::files::segment_bases;
 use common::rng::{Rng, seed};
 
 const SEGMENT_HEADER_BYTES: u64 = replog::codec::SEGMENT_HEADER_BYTES as u64;
@@ -337,20 +337,6 @@ fn now_ms() -> i64 {
 /// Deterministic pseudo-random bytes for record `serial` (`salt` tells key from value).
 fn bytes_for(serial: u64, salt: u64, len: usize) -> Vec<u8> {
     Rng::new(serial ^ (salt << 56)).bytes(len)
-}
-
-/// Base offsets of the segment files in `dir`.
-fn segment_bases(dir: &Path) -> Vec<u64> {
-    let mut bases: Vec<u64> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().ok()?;
-            let stem = name.strip_suffix(".log")?;
-            (stem.len() == 20).then(|| stem.parse().ok())?
-        })
-        .collect();
-    bases.sort_unstable();
-    bases
 }
 
 // ---------------------------------------------------------------------------

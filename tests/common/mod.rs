@@ -7,6 +7,7 @@
 //!   "child test" on a directory (the crash and disk-full tests).
 //! - [`records`]: what the tests store at each offset, and the checks that a
 //!   log holds it.
+//! - [`files`]: the files of a log directory.
 
 // Every test binary compiles this module on its own and uses only part of
 // it; what one binary leaves unused another one uses. Per-item
@@ -15,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod files;
 pub mod records;
 pub mod rng;
 
