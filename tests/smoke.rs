@@ -4,9 +4,11 @@
 mod common;
 
 use std::ops::Range;
+use std::path::Path;
 use std::time::Duration;
 
 use replog::{Error, Log, NewRecord, Options, Retention, SyncPolicy};
+use tempfile::TempDir;
 
 use common::records::{self, append_values, value_at};
 
@@ -15,6 +17,19 @@ fn small() -> Options {
         .segment_bytes(4096)
         .index_interval_bytes(256)
         .sync(SyncPolicy::Never)
+}
+
+/// Opens (or reopens) the log in `dir`, with `small()` options.
+fn open(dir: &Path) -> Log {
+    Log::open(dir, small()).unwrap()
+}
+
+/// A log in a new directory, holding `value_at` at offsets `0..n`.
+fn new_log(n: u64) -> (TempDir, Log) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    append_values(&log, 0..n);
+    (dir, log)
 }
 
 /// The log ends at `range.end` and holds `value_at(i)` at every offset `i`
@@ -27,27 +42,24 @@ fn assert_holds(log: &Log, range: Range<u64>) {
 
 #[test]
 fn append_read_reopen_clean_and_crashed() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
-    append_values(&log, 0..500);
+    let (dir, log) = new_log(500);
     assert_holds(&log, 0..500);
     log.close().unwrap();
 
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     assert!(log.recovery_report().clean_shutdown, "{:?}", log.recovery_report());
     assert_eq!(log.next_offset(), 500);
     assert_holds(&log, 0..500);
     append_values(&log, 500..700);
     log.simulate_crash();
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     assert!(!log.recovery_report().clean_shutdown);
     assert_holds(&log, 0..700);
 }
 
 #[test]
 fn truncate_inside_a_batch_and_across_segments() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
+    let (dir, log) = new_log(0);
     for chunk in 0..60u64 {
         let values: Vec<Vec<u8>> = (chunk * 10..chunk * 10 + 10).map(value_at).collect();
         assert_eq!(log.append_batch(&values).unwrap(), chunk * 10);
@@ -62,13 +74,13 @@ fn truncate_inside_a_batch_and_across_segments() {
     log.truncate(100).unwrap();
     assert_holds(&log, 0..100);
     log.close().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     assert_holds(&log, 0..100);
     log.truncate(0).unwrap();
     assert_eq!(log.next_offset(), 0);
     log.append(value_at(0)).unwrap();
     drop(log);
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     assert_holds(&log, 0..1);
 }
 
@@ -105,7 +117,7 @@ fn bad_input_is_refused_and_changes_nothing() {
 #[test]
 fn keys_timestamps_and_tailing() {
     let dir = tempfile::tempdir().unwrap();
-    let log = std::sync::Arc::new(Log::open(dir.path(), small()).unwrap());
+    let log = std::sync::Arc::new(open(dir.path()));
     for i in 0..100i64 {
         log.append_record(NewRecord::new(b"post").key(b"alice").timestamp(1000 + i * 10))
             .unwrap();
@@ -143,18 +155,16 @@ fn retention_and_delete_before_drop_whole_segments() {
     assert!(new_start > start && new_start <= 2500, "{start} -> {new_start}");
     assert_holds(&log, new_start..3000);
     drop(log);
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     assert_eq!(log.start_offset(), new_start);
     assert_holds(&log, new_start..3000);
 }
 
 #[test]
 fn simulated_crash_recovers_everything_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
-    append_values(&log, 0..300);
+    let (dir, log) = new_log(300);
     log.simulate_crash();
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     let report = log.recovery_report().clone();
     assert!(!report.clean_shutdown);
     assert!(report.segments_scanned >= 1, "{report:?}");
@@ -202,9 +212,7 @@ fn retention_by_age_deletes_closed_segments_of_old_records_only() {
 
 #[test]
 fn a_poisoned_log_refuses_writes_keeps_reads_and_recovers_on_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
-    append_values(&log, 0..50);
+    let (dir, log) = new_log(50);
     log.poison_for_testing();
     assert!(matches!(log.append(b"x"), Err(Error::Poisoned)));
     assert!(matches!(log.append_batch([b"x"]), Err(Error::Poisoned)));
@@ -215,7 +223,7 @@ fn a_poisoned_log_refuses_writes_keeps_reads_and_recovers_on_reopen() {
         matches!(log.close(), Err(Error::Poisoned)),
         "close reports the poisoning"
     );
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     assert!(
         !log.recovery_report().clean_shutdown,
         "no clean checkpoint after poisoning"
@@ -226,9 +234,7 @@ fn a_poisoned_log_refuses_writes_keeps_reads_and_recovers_on_reopen() {
 
 #[test]
 fn a_checkpoint_claiming_more_offsets_than_bytes_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
-    append_values(&log, 0..10);
+    let (dir, log) = new_log(10);
     log.simulate_crash();
     // A well-formed checkpoint (valid CRC) whose recovery point names an
     // offset that its byte position cannot hold.
@@ -247,8 +253,7 @@ fn a_checkpoint_claiming_more_offsets_than_bytes_is_refused() {
 
 #[test]
 fn batches_yield_whole_stored_batches_that_validate() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
+    let (_dir, log) = new_log(0);
     log.set_leader_epoch(3).unwrap();
     // Batches of 1..=5 records, across several segments.
     let mut next = 0u64;
@@ -294,9 +299,7 @@ fn batches_yield_whole_stored_batches_that_validate() {
 
 #[test]
 fn batches_keep_their_snapshot_across_truncation() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
-    append_values(&log, 0..100);
+    let (_dir, log) = new_log(100);
     let mut batches = log.batches(0);
     let first = batches.next().unwrap().unwrap();
     log.truncate(10).unwrap();
