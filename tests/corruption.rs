@@ -264,6 +264,17 @@ impl CrashImage {
         image
     }
 
+    /// A crash image of a log filled to `records` records (by `fill`, never
+    /// reopened).
+    fn filled(records: u64) -> CrashImage {
+        let source = tempfile::tempdir_in(scratch()).unwrap();
+        let log = open(source.path()).unwrap();
+        fill(&log, records);
+        let image = CrashImage::of(&log, records);
+        drop(log);
+        image
+    }
+
     fn of(log: &Log, records: u64) -> CrashImage {
         let dir = crash_copy(log);
         let active_base = *segment_bases(dir.path()).last().unwrap();
@@ -292,6 +303,15 @@ impl CrashImage {
 
     fn last_batch(&self) -> Batch {
         *self.batches.last().unwrap()
+    }
+
+    /// The base, bytes and batches of the image's second segment (sealed,
+    /// and before the recovery point).
+    fn second_segment(&self) -> (u64, Vec<u8>, Vec<Batch>) {
+        let base = segment_bases(self.dir.path())[1];
+        let bytes = fs::read(segment_path(self.dir.path(), base)).unwrap();
+        let found = batches(&bytes, base);
+        (base, bytes, found)
     }
 
     /// A copy of the image whose active segment holds `active` instead.
@@ -658,10 +678,7 @@ fn check_sealed_damage(image: &CrashImage, base: u64, damaged: &[u8], batch: Bat
 fn bit_flips_in_a_sealed_segment_are_reported_when_read() {
     let mut rng = Rng::new(seed("bit_flips_in_a_sealed_segment_are_reported_when_read"));
     let image = CrashImage::build(RECORDS, 2);
-    let bases = segment_bases(image.dir.path());
-    let base = bases[1];
-    let original = fs::read(segment_path(image.dir.path(), base)).unwrap();
-    let found = batches(&original, base);
+    let (base, original, found) = image.second_segment();
     assert_eq!(
         found.last().unwrap().range().end,
         original.len(),
@@ -694,9 +711,7 @@ fn sealed_segment_damage_without_its_index_files() {
     // still not drop anything or end the log early.
     let mut rng = Rng::new(seed("sealed_segment_damage_without_its_index_files"));
     let image = CrashImage::build(RECORDS, 2);
-    let base = segment_bases(image.dir.path())[1];
-    let original = fs::read(segment_path(image.dir.path(), base)).unwrap();
-    let found = batches(&original, base);
+    let (base, original, found) = image.second_segment();
     for round in 0..40 {
         let batch = found[rng.in_range(0..found.len())];
         let mut damaged = original.clone();
@@ -866,6 +881,16 @@ fn closed_log() -> TempDir {
     dir
 }
 
+/// A log of `RECORDS` records with several sealed segments: cleanly
+/// closed, or a crash image.
+fn closed_or_crashed(clean: bool) -> TempDir {
+    if clean {
+        closed_log()
+    } else {
+        CrashImage::build(RECORDS, 2).dir
+    }
+}
+
 /// Reopens `dir` and checks everything is there; returns the report.
 fn reopen_holds_all(dir: &Path, n: u64, what: &str) -> RecoveryReport {
     let report = reopen_holds_all_cut(dir, n, what);
@@ -936,11 +961,7 @@ fn deleted_index_files_are_rebuilt() {
         assert_eq!(report.indexes_rebuilt, 1, "{report:?}");
     }
     // After a crash, the sealed segments' index files deleted too.
-    let source = tempfile::tempdir_in(scratch()).unwrap();
-    let log = open(source.path()).unwrap();
-    fill(&log, RECORDS);
-    let image = CrashImage::of(&log, RECORDS);
-    drop(log);
+    let image = CrashImage::filled(RECORDS);
     for base in segment_bases(image.dir.path()) {
         let _ = fs::remove_file(index_path(image.dir.path(), base, "index"));
         let _ = fs::remove_file(index_path(image.dir.path(), base, "timeindex"));
@@ -1070,11 +1091,7 @@ fn index_files_of_another_segment_are_rejected() {
         }
     }
     // Swapped index files of the two first segments, after a crash.
-    let source = tempfile::tempdir_in(scratch()).unwrap();
-    let log = open(source.path()).unwrap();
-    fill(&log, RECORDS);
-    let image = CrashImage::of(&log, RECORDS);
-    drop(log);
+    let image = CrashImage::filled(RECORDS);
     let dir = image.dir.path();
     let bases = segment_bases(dir);
     for extension in ["index", "timeindex"] {
@@ -1119,11 +1136,7 @@ fn clean_close_reopens_without_reading_data() {
 fn damaged_checkpoint_is_an_error() {
     let mut rng = Rng::new(seed("damaged_checkpoint_is_an_error"));
     for clean in [true, false] {
-        let template = if clean {
-            closed_log()
-        } else {
-            CrashImage::build(RECORDS, 2).dir
-        };
+        let template = closed_or_crashed(clean);
         let original = fs::read(template.path().join("checkpoint")).unwrap();
         assert_eq!(original.len(), 64);
         let mut cases: Vec<(String, Vec<u8>)> = vec![
@@ -1216,11 +1229,7 @@ fn lock_or_checkpoint_replaced_by_a_directory() {
 #[test]
 fn missing_checkpoint_means_a_full_scan() {
     for clean in [true, false] {
-        let template = if clean {
-            closed_log()
-        } else {
-            CrashImage::build(RECORDS, 2).dir
-        };
+        let template = closed_or_crashed(clean);
         let segments = segment_bases(template.path()).len();
         fs::remove_file(template.path().join("checkpoint")).unwrap();
         let report = reopen_holds_all(template.path(), RECORDS, &format!("no checkpoint, clean: {clean}"));
@@ -1322,13 +1331,12 @@ fn damage_without_a_checkpoint_cuts_the_log_at_the_damage() {
     // of it reported.
     let image = CrashImage::build(RECORDS, 2);
     let bases = segment_bases(image.dir.path());
-    let original = fs::read(segment_path(image.dir.path(), bases[1])).unwrap();
-    let found = batches(&original, bases[1]);
+    let (base, original, found) = image.second_segment();
     let batch = found[found.len() / 2];
     let mut damaged = original.clone();
     flip_bit(&mut damaged[batch.position..], 100);
     let dir = copy_dir(image.dir.path());
-    fs::write(segment_path(dir.path(), bases[1]), &damaged).unwrap();
+    fs::write(segment_path(dir.path(), base), &damaged).unwrap();
     fs::remove_file(dir.path().join("checkpoint")).unwrap();
     let log = open(dir.path()).unwrap();
     let report = log.recovery_report().clone();
@@ -1349,11 +1357,10 @@ fn damage_without_a_checkpoint_cuts_the_log_at_the_damage() {
 fn records_missing_from_a_sealed_segment_read_as_corrupt() {
     let image = CrashImage::build(RECORDS, 2);
     let bases = segment_bases(image.dir.path());
-    let original = fs::read(segment_path(image.dir.path(), bases[1])).unwrap();
-    let found = batches(&original, bases[1]);
+    let (base, original, found) = image.second_segment();
     let lost_from = found[found.len() - 3];
     let cases: [(&str, Option<usize>, u64); 3] = [
-        ("sealed segment file deleted", None, bases[1]),
+        ("sealed segment file deleted", None, base),
         (
             "sealed segment cut at a batch boundary",
             Some(lost_from.position),
@@ -1367,7 +1374,7 @@ fn records_missing_from_a_sealed_segment_read_as_corrupt() {
     ];
     for (what, cut, lost) in cases {
         let dir = copy_dir(image.dir.path());
-        let path = segment_path(dir.path(), bases[1]);
+        let path = segment_path(dir.path(), base);
         match cut {
             None => fs::remove_file(&path).unwrap(),
             Some(cut) => fs::write(&path, &original[..cut]).unwrap(),
@@ -1408,11 +1415,7 @@ fn segment_file_of_another_log() {
 fn foreign_files_are_ignored_and_left_alone() {
     let mut rng = Rng::new(seed("foreign_files_are_ignored_and_left_alone"));
     for clean in [true, false] {
-        let template = if clean {
-            closed_log()
-        } else {
-            CrashImage::build(RECORDS, 2).dir
-        };
+        let template = closed_or_crashed(clean);
         let dir = copy_dir(template.path());
         let mut names: Vec<String> = [
             "README",
