@@ -79,6 +79,36 @@ fn deleted(log: &Log, offset: u64) -> bool {
     offset < log.start_offset()
 }
 
+/// Scans from random offsets until `done` is set; returns the number of
+/// scans. Each picks `from` in `start_offset()..=next_offset()` and a limit
+/// up to 2000 records past it, and `scan(from, limit)` reads on from `from`
+/// and returns where it stopped, or `None` if retention had deleted `from`.
+/// A scan must get at least to the `next_offset()` seen before it began (or
+/// to its limit).
+fn scan_from_random_offsets(
+    log: &Log,
+    done: &AtomicBool,
+    mut rng: Rng,
+    what: &str,
+    mut scan: impl FnMut(u64, u64) -> Option<u64>,
+) -> u64 {
+    let mut scans = 0;
+    while !done.load(SeqCst) {
+        let start = log.start_offset();
+        let end = log.next_offset();
+        let from = start + rng.below(end - start + 1);
+        let limit = from + 1 + rng.below(2000);
+        if let Some(stopped) = scan(from, limit) {
+            assert!(
+                stopped >= end.min(limit),
+                "{what}({from}) stopped at {stopped}, before {end}"
+            );
+        }
+        scans += 1;
+    }
+    scans
+}
+
 const WRITER_RECORDS: u64 = 12_000;
 const WRITER_TIME: Duration = Duration::from_secs(4);
 
@@ -187,36 +217,24 @@ fn follow_one_writer(test: &str, options: Options, retention: bool) {
     {
         let (log, done) = (log.clone(), done.clone());
         spawn(&mut handles, "iterator".into(), move || {
-            let mut rng = Rng::new(seed ^ 0xA11CE);
-            let mut iterations = 0;
-            while !done.load(SeqCst) {
-                let start = log.start_offset();
-                let end = log.next_offset();
-                let from = start + rng.below(end - start + 1);
-                let limit = from + 1 + rng.below(2000);
+            let what = format!("seed {seed}: iter");
+            scan_from_random_offsets(&log, &done, Rng::new(seed ^ 0xA11CE), &what, |from, limit| {
                 let mut expected = from;
-                let mut gone = false;
                 for item in log.iter(from) {
                     match item {
-                        Ok(record) => check_record(&record, expected, &format!("seed {seed}: iter({from})")),
+                        Ok(record) => check_record(&record, expected, &format!("{what}({from})")),
                         Err(Error::OffsetOutOfRange { .. }) if retention && expected == from && deleted(&log, from) => {
-                            gone = true;
-                            break;
+                            return None;
                         }
-                        Err(e) => panic!("seed {seed}: iter({from}) failed at {expected}: {e}"),
+                        Err(e) => panic!("{what}({from}) failed at {expected}: {e}"),
                     }
                     expected += 1;
                     if expected == limit {
                         break;
                     }
                 }
-                assert!(
-                    expected >= end.min(limit) || gone,
-                    "seed {seed}: iter({from}) stopped at {expected}, before {end}"
-                );
-                iterations += 1;
-            }
-            iterations
+                Some(expected)
+            })
         });
     }
 
@@ -226,22 +244,15 @@ fn follow_one_writer(test: &str, options: Options, retention: bool) {
     {
         let (log, done) = (log.clone(), done.clone());
         spawn(&mut handles, "batches".into(), move || {
-            let mut rng = Rng::new(seed ^ 0xBA7C);
-            let mut scans = 0;
-            while !done.load(SeqCst) {
-                let start = log.start_offset();
-                let end = log.next_offset();
-                let from = start + rng.below(end - start + 1);
-                let limit = from + 1 + rng.below(2000);
-                let context = format!("seed {seed}: batches({from})");
+            let what = format!("seed {seed}: batches");
+            scan_from_random_offsets(&log, &done, Rng::new(seed ^ 0xBA7C), &what, |from, limit| {
+                let context = format!("{what}({from})");
                 let mut expected = from;
-                let mut gone = false;
                 for item in log.batches(from) {
                     let batch = match item {
                         Ok(batch) => batch,
                         Err(Error::OffsetOutOfRange { .. }) if retention && expected == from && deleted(&log, from) => {
-                            gone = true;
-                            break;
+                            return None;
                         }
                         Err(e) => panic!("{context} failed at {expected}: {e}"),
                     };
@@ -270,13 +281,8 @@ fn follow_one_writer(test: &str, options: Options, retention: bool) {
                         break;
                     }
                 }
-                assert!(
-                    expected >= end.min(limit) || gone,
-                    "{context} stopped at {expected}, before {end}"
-                );
-                scans += 1;
-            }
-            scans
+                Some(expected)
+            })
         });
     }
 
