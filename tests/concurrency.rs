@@ -74,7 +74,7 @@ fn small_options(segment_bytes: u64, sync: SyncPolicy) -> Options {
 
 /// Whether retention explains an `OffsetOutOfRange` for `offset`: it lies
 /// below `start_offset()` (which the log raises before it drops segments,
-/// see `bug_retention_out_of_range_above_start`).
+/// see `retention_never_makes_offsets_at_or_above_start_out_of_range`).
 fn deleted(log: &Log, offset: u64) -> bool {
     offset < log.start_offset()
 }
@@ -831,15 +831,17 @@ fn truncation_concurrent_with_readers() {
     }
 }
 
-/// Regression test (found by `truncation_concurrent_with_readers`): an
-/// iterator created while `truncate` ran could take the log's end from
-/// before the truncation and its segment snapshot from after it, and then
-/// failed with `Corrupt { reason: "offset below the log end is missing from
-/// its segments" }` instead of yielding the records. Reproduced within a
-/// fraction of a second before `Log::iter` took its end from the snapshot.
+/// Regression test, found by the concurrency test
+/// `truncation_concurrent_with_readers` (its seed was not recorded; fixed in
+/// 87eb44e): an iterator created while `truncate` ran could take the log's
+/// end from before the truncation and its segment snapshot from after it,
+/// and then failed with `Corrupt { reason: "offset below the log end is
+/// missing from its segments" }` instead of yielding the records. Reproduced
+/// within a fraction of a second before `Log::iter` took its end from the
+/// snapshot.
 #[test]
-fn bug_iter_created_during_truncation_reports_corruption() {
-    let seed = seed("bug_iter_created_during_truncation_reports_corruption");
+fn iter_created_during_truncation_never_reports_corruption() {
+    let seed = seed("iter_created_during_truncation_never_reports_corruption");
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(dir.path(), small_options(4096, SyncPolicy::Never)).unwrap());
     append_values(&log, 0..100);
@@ -891,16 +893,19 @@ fn bug_iter_created_during_truncation_reports_corruption() {
     println!("{:?}", join_all(handles));
 }
 
-/// Retention (`delete_before`, `enforce_retention`, or the policy applied on
-/// a roll) publishes the shortened segment list before it raises
-/// `start_offset()` (`Shared::remove_oldest`: `replace_segments`, then
-/// `start_offset.store`). A reader in between, for as long as the deleting
-/// thread is preempted there, gets `OffsetOutOfRange` for offsets at or above
-/// `start_offset()`; the error's own `start` field says the offset is in
-/// range.
+/// Regression test, found by the concurrency test under retention
+/// (`readers_iterators_and_tailers_follow_one_writer_under_retention`; its
+/// seed was not recorded; fixed in 80ce595). Retention (`delete_before`,
+/// `enforce_retention`, or the policy applied on a roll) published the
+/// shortened segment list before it raised `start_offset()`
+/// (`Shared::remove_oldest`: `replace_segments`, then `start_offset.store`;
+/// now the other way round). A reader in between, for as long as the
+/// deleting thread was preempted there, got `OffsetOutOfRange` for offsets
+/// at or above `start_offset()`; the error's own `start` field said the
+/// offset was in range.
 #[test]
-fn bug_retention_out_of_range_above_start() {
-    let seed = seed("bug_retention_out_of_range_above_start");
+fn retention_never_makes_offsets_at_or_above_start_out_of_range() {
+    let seed = seed("retention_never_makes_offsets_at_or_above_start_out_of_range");
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(dir.path(), small_options(4096, SyncPolicy::Never)).unwrap());
     let done = Arc::new(AtomicBool::new(false));
@@ -969,12 +974,12 @@ fn within<T: Send + 'static>(limit: Duration, what: &str, body: impl FnOnce() ->
     }
 }
 
-/// Regression: an appender (or `sync`, or the interval-sync thread) waiting
-/// for an offset that a concurrent truncation cut away flushed in a loop
-/// forever, holding off the truncation, which waited for that loop to stop
-/// while holding the writer lock: the log hung. Found by the model test
-/// under `SyncPolicy::Interval` once group commit's gathering made the
-/// syncing window longer.
+/// Regression test: an appender (or `sync`, or the interval-sync thread)
+/// waiting for an offset that a concurrent truncation cut away flushed in a
+/// loop forever, holding off the truncation, which waited for that loop to
+/// stop while holding the writer lock: the log hung. Found by the model test
+/// (it hung under `SyncPolicy::Interval` once group commit's gathering made
+/// the syncing window longer; fixed in e826cc3).
 #[test]
 fn durable_waits_end_when_a_truncation_cuts_their_records() {
     let seed = seed("durable_waits_end_when_a_truncation_cuts_their_records");

@@ -840,10 +840,19 @@ fn lost_data_before_the_recovery_point_of_the_active_segment() {
     }
 }
 
+/// The batches before the recovery point of the active segment (after a
+/// crash), and the whole active segment (after a clean close), are trusted
+/// at open: they are not scanned, so they must be checked when read.
+///
+/// Regression test: they used to be returned unchecked, a flipped bit as
+/// data. One of the bugs fixed in 87eb44e, which were found by the crash,
+/// corruption, model and concurrency tests before they were committed (the
+/// commit does not say which test found this one).
+/// `reopened_active_segment_is_checked_before_records_are_returned` in
+/// tests/crash.rs guards the same.
 #[test]
 fn bit_flip_before_the_recovery_point_of_the_active_segment() {
-    // After a crash: the batches before the recovery point of the active
-    // segment are trusted, and then never checked when read.
+    // After a crash: before the recovery point.
     let image = reopened_image(REOPENED_AT + 20);
     let batch = image.batches[0];
     let mut damaged = image.active.clone();

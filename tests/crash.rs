@@ -726,12 +726,16 @@ fn kill_during_appends_with_explicit_sync() {
     crash_rounds("kill_during_appends_with_explicit_sync", Mode::ExplicitSync, 30);
 }
 
-/// After a reopen, the records of the active segment come back unchecked:
-/// a flipped bit in a record written by an earlier process is returned as
-/// data instead of `Error::Corrupt`, after a crash (bytes before the
-/// recovery point) as after a clean close. Sealed segments are checked.
+/// Regression test: after a reopen, the records of the active segment came
+/// back unchecked: a flipped bit in a record written by an earlier process
+/// was returned as data instead of `Error::Corrupt`, after a crash (bytes
+/// before the recovery point) as after a clean close. Sealed segments were
+/// checked. One of the bugs fixed in 87eb44e, which were found by the crash,
+/// corruption, model and concurrency tests before they were committed (the
+/// commit does not say which test found this one).
+/// `bit_flip_before_the_recovery_point_of_the_active_segment` in
+/// tests/corruption.rs guards the same.
 #[test]
-
 fn reopened_active_segment_is_checked_before_records_are_returned() {
     use std::os::unix::fs::FileExt;
     let options = || Options::default().segment_bytes(SEGMENT_BYTES);

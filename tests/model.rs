@@ -860,7 +860,7 @@ impl Harness {
 
     fn reopen(&mut self, how: Reopen) -> Result<(), String> {
         // Held records (and a pending iterator) of the old handle must
-        // survive it: see `bug_records_held_across_reopen_are_zeroed`.
+        // survive it: see `records_held_across_reopen_keep_their_bytes`.
         let options = self.setup.options();
         match Log::open(self.dir.path(), options.clone()) {
             Err(Error::Locked { .. }) => {}
@@ -1070,11 +1070,13 @@ fn model_smoke_every_step() {
     run(tiny(Always), &ops).unwrap();
 }
 
-/// Found by `log_matches_model` (shrunk from a random case) before the fix
-/// described at `bug_records_held_across_reopen_are_zeroed`: the record read
-/// at offset 4 (1 byte) read back as a zero after the reopen.
+/// Regression test, found by the model test `log_matches_model` (shrunk
+/// from a random case, whose seed is the entry in
+/// `proptest-regressions/model.txt`) before the fix described at
+/// `records_held_across_reopen_keep_their_bytes`: the record read at offset
+/// 4 (1 byte) read back as a zero after the reopen.
 #[test]
-fn regression_record_held_across_truncate_and_reopen() {
+fn record_held_across_truncate_and_reopen_keeps_its_bytes() {
     let ops = vec![
         Append(spec(0)),
         Append(spec(0)),
@@ -1092,8 +1094,10 @@ fn regression_record_held_across_truncate_and_reopen() {
     run(tiny(Never), &ops).unwrap();
 }
 
-/// Regression test: `Record` promises that key and value "stay valid after
-/// the log is closed or truncated". A truncation inside a segment leaves the
+/// Regression test, found by the model test (the shrunk case is
+/// `record_held_across_truncate_and_reopen_keeps_its_bytes`; fixed in
+/// 87eb44e): `Record` promises that key and value "stay valid after the log
+/// is closed or truncated". A truncation inside a segment leaves the
 /// cut-off bytes in that segment's file (readers may still map them); the
 /// next `Log::open` used to shorten the file in place (`set_len` in
 /// `recovery::open_trusted` / `seal_scanned`), under the mappings that
@@ -1102,7 +1106,7 @@ fn regression_record_held_across_truncate_and_reopen() {
 /// the new end, touching them raised SIGBUS (`segment_bytes(16384)`, 100
 /// records of 100 bytes, `truncate(10)`, reopen, read a held record at 60).
 #[test]
-fn bug_records_held_across_reopen_are_zeroed() {
+fn records_held_across_reopen_keep_their_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let options = || tiny(Never).options();
     let log = Log::open(dir.path(), options()).unwrap();
