@@ -2,100 +2,26 @@
 //! iterators and tailers following the writer, retention and truncation
 //! running underneath. Segments are tiny, so they roll under the readers.
 //!
-//! Everything random comes from a tiny xorshift generator seeded from the
-//! clock; each test prints its seed, and `REPLOG_SEED=<seed>` replays it
-//! (as far as thread scheduling allows).
+//! Everything random comes from `common::rng`, seeded from the clock; each
+//! test prints its seed, and `REPLOG_SEED=<seed>` replays it (as far as
+//! thread scheduling allows).
+
+mod common;
 
 use std::panic;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use replog::{Error, Log, NewRecord, Options, Record, Retention, SyncPolicy};
+
+use common::records::{append_values, check_record, key_at, value_at};
+use common::rng::{Rng, mix, seed};
 
 // ---------------------------------------------------------------------------
 // Helpers.
 // ---------------------------------------------------------------------------
-
-/// xorshift64*: small, fast, good enough for choosing offsets.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform-ish in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-}
-
-/// The test's seed: `REPLOG_SEED` if set, else the clock. Printed, so a
-/// failing run (whose output the test harness shows) can be replayed.
-fn seed(test: &str) -> u64 {
-    let seed = std::env::var("REPLOG_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
-    println!("{test}: seed {seed} (replay with REPLOG_SEED={seed})");
-    seed
-}
-
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-fn filler(seed: u64, len: usize) -> impl Iterator<Item = u8> {
-    let mut x = mix(seed) | 1;
-    (0..len).map(move |_| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x as u8
-    })
-}
-
-/// The value stored at `offset` by the single-writer tests: its length and
-/// bytes are derived from the offset, and it starts with the offset.
-fn value_at(offset: u64) -> Vec<u8> {
-    let mut value = offset.to_le_bytes().to_vec();
-    value.extend(filler(offset, (mix(offset) % 120) as usize));
-    value
-}
-
-/// Every third offset also gets a key.
-fn key_at(offset: u64) -> Option<Vec<u8>> {
-    offset.is_multiple_of(3).then(|| (!offset).to_le_bytes().to_vec())
-}
-
-fn check_record(record: &Record, offset: u64, context: &str) {
-    assert_eq!(record.offset(), offset, "{context}: wrong offset");
-    assert!(
-        record.value()[..] == value_at(offset)[..],
-        "{context}: wrong value at {offset}: {:?}",
-        &record.value()[..record.value().len().min(24)]
-    );
-    assert_eq!(
-        record.key().map(|k| k.to_vec()),
-        key_at(offset),
-        "{context}: wrong key at {offset}"
-    );
-}
 
 /// Sets a flag when dropped, also when the owning thread panics.
 struct SetOnDrop(Arc<AtomicBool>);
@@ -148,9 +74,39 @@ fn small_options(segment_bytes: u64, sync: SyncPolicy) -> Options {
 
 /// Whether retention explains an `OffsetOutOfRange` for `offset`: it lies
 /// below `start_offset()` (which the log raises before it drops segments,
-/// see `bug_retention_out_of_range_above_start`).
+/// see `retention_never_makes_offsets_at_or_above_start_out_of_range`).
 fn deleted(log: &Log, offset: u64) -> bool {
     offset < log.start_offset()
+}
+
+/// Scans from random offsets until `done` is set; returns the number of
+/// scans. Each picks `from` in `start_offset()..=next_offset()` and a limit
+/// up to 2000 records past it, and `scan(from, limit)` reads on from `from`
+/// and returns where it stopped, or `None` if retention had deleted `from`.
+/// A scan must get at least to the `next_offset()` seen before it began (or
+/// to its limit).
+fn scan_from_random_offsets(
+    log: &Log,
+    done: &AtomicBool,
+    mut rng: Rng,
+    what: &str,
+    mut scan: impl FnMut(u64, u64) -> Option<u64>,
+) -> u64 {
+    let mut scans = 0;
+    while !done.load(SeqCst) {
+        let start = log.start_offset();
+        let end = log.next_offset();
+        let from = start + rng.below(end - start + 1);
+        let limit = from + 1 + rng.below(2000);
+        if let Some(stopped) = scan(from, limit) {
+            assert!(
+                stopped >= end.min(limit),
+                "{what}({from}) stopped at {stopped}, before {end}"
+            );
+        }
+        scans += 1;
+    }
+    scans
 }
 
 const WRITER_RECORDS: u64 = 12_000;
@@ -261,36 +217,24 @@ fn follow_one_writer(test: &str, options: Options, retention: bool) {
     {
         let (log, done) = (log.clone(), done.clone());
         spawn(&mut handles, "iterator".into(), move || {
-            let mut rng = Rng::new(seed ^ 0xA11CE);
-            let mut iterations = 0;
-            while !done.load(SeqCst) {
-                let start = log.start_offset();
-                let end = log.next_offset();
-                let from = start + rng.below(end - start + 1);
-                let limit = from + 1 + rng.below(2000);
+            let what = format!("seed {seed}: iter");
+            scan_from_random_offsets(&log, &done, Rng::new(seed ^ 0xA11CE), &what, |from, limit| {
                 let mut expected = from;
-                let mut gone = false;
                 for item in log.iter(from) {
                     match item {
-                        Ok(record) => check_record(&record, expected, &format!("seed {seed}: iter({from})")),
+                        Ok(record) => check_record(&record, expected, &format!("{what}({from})")),
                         Err(Error::OffsetOutOfRange { .. }) if retention && expected == from && deleted(&log, from) => {
-                            gone = true;
-                            break;
+                            return None;
                         }
-                        Err(e) => panic!("seed {seed}: iter({from}) failed at {expected}: {e}"),
+                        Err(e) => panic!("{what}({from}) failed at {expected}: {e}"),
                     }
                     expected += 1;
                     if expected == limit {
                         break;
                     }
                 }
-                assert!(
-                    expected >= end.min(limit) || gone,
-                    "seed {seed}: iter({from}) stopped at {expected}, before {end}"
-                );
-                iterations += 1;
-            }
-            iterations
+                Some(expected)
+            })
         });
     }
 
@@ -300,22 +244,15 @@ fn follow_one_writer(test: &str, options: Options, retention: bool) {
     {
         let (log, done) = (log.clone(), done.clone());
         spawn(&mut handles, "batches".into(), move || {
-            let mut rng = Rng::new(seed ^ 0xBA7C);
-            let mut scans = 0;
-            while !done.load(SeqCst) {
-                let start = log.start_offset();
-                let end = log.next_offset();
-                let from = start + rng.below(end - start + 1);
-                let limit = from + 1 + rng.below(2000);
-                let context = format!("seed {seed}: batches({from})");
+            let what = format!("seed {seed}: batches");
+            scan_from_random_offsets(&log, &done, Rng::new(seed ^ 0xBA7C), &what, |from, limit| {
+                let context = format!("{what}({from})");
                 let mut expected = from;
-                let mut gone = false;
                 for item in log.batches(from) {
                     let batch = match item {
                         Ok(batch) => batch,
                         Err(Error::OffsetOutOfRange { .. }) if retention && expected == from && deleted(&log, from) => {
-                            gone = true;
-                            break;
+                            return None;
                         }
                         Err(e) => panic!("{context} failed at {expected}: {e}"),
                     };
@@ -344,13 +281,8 @@ fn follow_one_writer(test: &str, options: Options, retention: bool) {
                         break;
                     }
                 }
-                assert!(
-                    expected >= end.min(limit) || gone,
-                    "{context} stopped at {expected}, before {end}"
-                );
-                scans += 1;
-            }
-            scans
+                Some(expected)
+            })
         });
     }
 
@@ -527,7 +459,7 @@ fn readers_iterators_and_tailers_follow_one_writer_under_retention() {
 fn writer_value(w: u64, seq: u64) -> Vec<u8> {
     let mut value = w.to_le_bytes().to_vec();
     value.extend_from_slice(&seq.to_le_bytes());
-    value.extend(filler((w << 40) | seq, (mix((w << 40) | seq) % 80) as usize));
+    value.extend(Rng::new((w << 40) | seq).bytes((mix((w << 40) | seq) % 80) as usize));
     value
 }
 
@@ -672,10 +604,7 @@ const TABLE: usize = 1 << 16;
 fn generation_value(offset: u64, generation: u64) -> Vec<u8> {
     let mut value = offset.to_le_bytes().to_vec();
     value.extend_from_slice(&generation.to_le_bytes());
-    value.extend(filler(
-        offset ^ (generation << 20),
-        (mix(offset ^ generation) % 100) as usize,
-    ));
+    value.extend(Rng::new(offset ^ (generation << 20)).bytes((mix(offset ^ generation) % 100) as usize));
     value
 }
 
@@ -902,20 +831,20 @@ fn truncation_concurrent_with_readers() {
     }
 }
 
-/// Regression test (found by `truncation_concurrent_with_readers`): an
-/// iterator created while `truncate` ran could take the log's end from
-/// before the truncation and its segment snapshot from after it, and then
-/// failed with `Corrupt { reason: "offset below the log end is missing from
-/// its segments" }` instead of yielding the records. Reproduced within a
-/// fraction of a second before `Log::iter` took its end from the snapshot.
+/// Regression test, found by the concurrency test
+/// `truncation_concurrent_with_readers` (its seed was not recorded; fixed in
+/// 87eb44e): an iterator created while `truncate` ran could take the log's
+/// end from before the truncation and its segment snapshot from after it,
+/// and then failed with `Corrupt { reason: "offset below the log end is
+/// missing from its segments" }` instead of yielding the records. Reproduced
+/// within a fraction of a second before `Log::iter` took its end from the
+/// snapshot.
 #[test]
-fn bug_iter_created_during_truncation_reports_corruption() {
-    let seed = seed("bug_iter_created_during_truncation_reports_corruption");
+fn iter_created_during_truncation_never_reports_corruption() {
+    let seed = seed("iter_created_during_truncation_never_reports_corruption");
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(dir.path(), small_options(4096, SyncPolicy::Never)).unwrap());
-    for offset in 0..100 {
-        log.append(value_at(offset)).unwrap();
-    }
+    append_values(&log, 0..100);
     let done = Arc::new(AtomicBool::new(false));
     let mut handles: Vec<(String, JoinHandle<u64>)> = Vec::new();
     {
@@ -928,9 +857,7 @@ fn bug_iter_created_during_truncation_reports_corruption() {
             while !done.load(SeqCst) && began.elapsed() < Duration::from_secs(3) {
                 let target = 50 + rng.below(50);
                 log.truncate(target).unwrap();
-                for offset in target..100 {
-                    log.append(value_at(offset)).unwrap();
-                }
+                append_values(&log, target..100);
                 rounds += 1;
             }
             rounds
@@ -966,16 +893,19 @@ fn bug_iter_created_during_truncation_reports_corruption() {
     println!("{:?}", join_all(handles));
 }
 
-/// Retention (`delete_before`, `enforce_retention`, or the policy applied on
-/// a roll) publishes the shortened segment list before it raises
-/// `start_offset()` (`Shared::remove_oldest`: `replace_segments`, then
-/// `start_offset.store`). A reader in between, for as long as the deleting
-/// thread is preempted there, gets `OffsetOutOfRange` for offsets at or above
-/// `start_offset()`; the error's own `start` field says the offset is in
-/// range.
+/// Regression test, found by the concurrency test under retention
+/// (`readers_iterators_and_tailers_follow_one_writer_under_retention`; its
+/// seed was not recorded; fixed in 80ce595). Retention (`delete_before`,
+/// `enforce_retention`, or the policy applied on a roll) published the
+/// shortened segment list before it raised `start_offset()`
+/// (`Shared::remove_oldest`: `replace_segments`, then `start_offset.store`;
+/// now the other way round). A reader in between, for as long as the
+/// deleting thread was preempted there, got `OffsetOutOfRange` for offsets
+/// at or above `start_offset()`; the error's own `start` field said the
+/// offset was in range.
 #[test]
-fn bug_retention_out_of_range_above_start() {
-    let seed = seed("bug_retention_out_of_range_above_start");
+fn retention_never_makes_offsets_at_or_above_start_out_of_range() {
+    let seed = seed("retention_never_makes_offsets_at_or_above_start_out_of_range");
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(dir.path(), small_options(4096, SyncPolicy::Never)).unwrap());
     let done = Arc::new(AtomicBool::new(false));
@@ -987,10 +917,8 @@ fn bug_retention_out_of_range_above_start() {
             let began = Instant::now();
             let mut deletes = 0;
             while !done.load(SeqCst) && began.elapsed() < Duration::from_secs(10) {
-                for _ in 0..40 {
-                    let next = log.next_offset();
-                    log.append(value_at(next)).unwrap();
-                }
+                let next = log.next_offset();
+                append_values(&log, next..next + 40);
                 log.delete_before(log.next_offset().saturating_sub(200)).unwrap();
                 deletes += 1;
             }
@@ -1046,12 +974,12 @@ fn within<T: Send + 'static>(limit: Duration, what: &str, body: impl FnOnce() ->
     }
 }
 
-/// Regression: an appender (or `sync`, or the interval-sync thread) waiting
-/// for an offset that a concurrent truncation cut away flushed in a loop
-/// forever, holding off the truncation, which waited for that loop to stop
-/// while holding the writer lock: the log hung. Found by the model test
-/// under `SyncPolicy::Interval` once group commit's gathering made the
-/// syncing window longer.
+/// Regression test: an appender (or `sync`, or the interval-sync thread)
+/// waiting for an offset that a concurrent truncation cut away flushed in a
+/// loop forever, holding off the truncation, which waited for that loop to
+/// stop while holding the writer lock: the log hung. Found by the model test
+/// (it hung under `SyncPolicy::Interval` once group commit's gathering made
+/// the syncing window longer; fixed in e826cc3).
 #[test]
 fn durable_waits_end_when_a_truncation_cuts_their_records() {
     let seed = seed("durable_waits_end_when_a_truncation_cuts_their_records");
@@ -1081,7 +1009,7 @@ fn durable_waits_end_when_a_truncation_cuts_their_records() {
                         appended
                     });
                 }
-                let mut rng = Rng(seed | 1);
+                let mut rng = Rng::new(seed);
                 for _ in 0..300 {
                     let end = log.next_offset();
                     let start = log.start_offset();

@@ -1,6 +1,6 @@
 //! Disk-full behaviour with real processes, emulated with `RLIMIT_FSIZE`.
 //!
-//! The test binary re-executes itself as a child through
+//! The test binary re-executes itself as a child (`common::child`) through
 //! `sh -c "trap '' XFSZ; ...; exec <test binary> ..."`, so the child ignores
 //! SIGXFSZ and growing a file past the limit fails with `EFBIG` instead of
 //! killing it. `RLIMIT_FSIZE` limits the size of each file, not the total, so:
@@ -19,17 +19,20 @@
 
 #![cfg(target_os = "linux")]
 
-use std::io::{ErrorKind, Read};
+mod common;
+
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use replog::codec::{BATCH_HEADER_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use replog::{Error, Log, Options, SyncPolicy};
 
+use common::{child, records};
+
 const APPEND_CHILD: &str = "disk_full_append_child";
 const OPEN_CHILD: &str = "disk_full_open_child";
-const ENV_DIR: &str = "REPLOG_DISK_FULL_CHILD_DIR";
 const ENV_LIMIT: &str = "REPLOG_DISK_FULL_LIMIT_BYTES";
 
 const SEGMENT_BYTES: u64 = 64 << 10;
@@ -128,30 +131,13 @@ fn leftover_temporary_files(dir: &Path) -> Vec<PathBuf> {
 /// Checks that `log` holds exactly `expected` (by offset), by `read` and by `iter`.
 fn assert_holds(log: &Log, expected: &[Vec<u8>], context: &str) {
     assert_eq!(log.start_offset(), 0, "{context}");
-    assert_eq!(log.next_offset(), expected.len() as u64, "{context}: next_offset");
-    for (offset, value) in expected.iter().enumerate() {
-        let record = log
-            .read(offset as u64)
-            .unwrap_or_else(|e| panic!("{context}: read({offset}): {e}"));
-        assert_eq!(record.value()[..], value[..], "{context}: read({offset})");
-    }
-    let mut count = 0;
-    for (item, value) in log.iter(0).zip(expected) {
-        let record = item.unwrap_or_else(|e| panic!("{context}: iter at {count}: {e}"));
-        assert_eq!(record.offset(), count, "{context}: iter offsets");
-        assert_eq!(record.value()[..], value[..], "{context}: iter at {count}");
-        count += 1;
-    }
-    assert_eq!(count, expected.len() as u64, "{context}: iter yielded too few records");
-    assert_eq!(
-        log.iter(0).count(),
-        expected.len(),
-        "{context}: iter yielded too many records"
-    );
-    assert!(
-        matches!(log.read(expected.len() as u64), Err(Error::OffsetOutOfRange { .. })),
-        "{context}: read past the end"
-    );
+    records::assert_holds(log, 0..expected.len() as u64, context, |record, offset| {
+        assert_eq!(
+            record.value()[..],
+            expected[offset as usize][..],
+            "{context}: value at {offset}"
+        )
+    });
 }
 
 /// Asserts `result` is the `Error::Io` of a file grown past `RLIMIT_FSIZE`.
@@ -179,14 +165,13 @@ fn assert_file_too_large<T: std::fmt::Debug>(result: replog::Result<T>, what: &s
 /// Child: opens the log, lowers its file size limit below a segment, appends
 /// until a roll fails, and checks the log's behaviour after that. Prints
 /// `ACK <offset> big|small` per appended record, `ERROR <error>` for the
-/// first failure and `CLOSED` at the end. Does nothing unless
-/// `REPLOG_DISK_FULL_CHILD_DIR` is set.
+/// first failure and `CLOSED` at the end. Does nothing unless a parent test
+/// started it (see `common::child`).
 #[test]
 fn disk_full_append_child() {
-    let Some(dir) = std::env::var_os(ENV_DIR) else {
+    let Some(dir) = child::dir(APPEND_CHILD) else {
         return;
     };
-    let dir = PathBuf::from(dir);
     let limit: u64 = std::env::var(ENV_LIMIT).unwrap().parse().unwrap();
     assert!(ignores_sigxfsz(), "the shell did not make the child ignore SIGXFSZ");
     let log = Log::open(&dir, options()).expect("open without a limit");
@@ -247,10 +232,11 @@ fn disk_full_append_child() {
 
 /// Child: started under `ulimit -f`, tries to open the log (twice), which
 /// must fail cleanly with `Error::Io`. Prints `LIMIT <bytes>`, then
-/// `OPEN FAILED <error>` per attempt, then `DONE`.
+/// `OPEN FAILED <error>` per attempt, then `DONE`. Does nothing unless a
+/// parent test started it.
 #[test]
 fn disk_full_open_child() {
-    let Some(dir) = std::env::var_os(ENV_DIR) else {
+    let Some(dir) = child::dir(OPEN_CHILD) else {
         return;
     };
     assert!(ignores_sigxfsz(), "the shell did not make the child ignore SIGXFSZ");
@@ -289,40 +275,17 @@ impl Output {
 /// `ulimit -f` set to `ulimit_blocks` if given. Kills it after a minute.
 fn run_child(test: &str, dir: &Path, ulimit_blocks: Option<u64>, envs: &[(&str, String)]) -> Output {
     let ulimit = ulimit_blocks.map_or(String::new(), |blocks| format!("ulimit -f {blocks} || exit 99; "));
-    let script = format!("trap '' XFSZ; {ulimit}exec \"$0\" \"$@\"");
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&script)
-        .arg(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(ENV_DIR, dir)
-        .envs(envs.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning sh");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let stdout = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let mut process = child::spawn_through_shell(&format!("trap '' XFSZ; {ulimit}"), test, dir, envs);
+    let stdout = child::read_to_end(process.stdout.take().unwrap());
+    let stderr = child::read_to_end(process.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the child") {
+        if let Some(status) = process.try_wait().expect("waiting for the child") {
             break status;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            break child.wait().expect("waiting for the killed child");
+            let _ = process.kill();
+            break process.wait().expect("waiting for the killed child");
         }
         std::thread::sleep(Duration::from_millis(10));
     };

@@ -3,10 +3,13 @@
 
 #[path = "../fuzz/checks.rs"]
 mod checks;
+mod common;
 
 use std::path::{Path, PathBuf};
 
 use replog::{Log, NewRecord, Options};
+
+use common::files::{index_path, segment_path};
 
 fn corpus(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target)
@@ -142,8 +145,8 @@ fn forged_index_entry_fabricates_a_record() {
     // Add the entry (offset 20, position of the value of offset 10) to the
     // index files, dropping entries it would be out of order with, and
     // recompute counts and CRCs.
-    let path = |extension: &str| dir.path().join(format!("{:020}.{extension}", 0));
-    let segment = std::fs::read(path("log")).unwrap();
+    let path = |extension: &str| index_path(dir.path(), 0, extension);
+    let segment = std::fs::read(segment_path(dir.path(), 0)).unwrap();
     let fake_at = segment.windows(fake.len()).position(|w| w == fake).unwrap() as u32;
     let index = std::fs::read(path("index")).unwrap();
     let time = std::fs::read(path("timeindex")).unwrap();

@@ -8,14 +8,22 @@
 //! `proptest-regressions/model.txt`, which is replayed first on every run and
 //! meant to be committed. `PROPTEST_CASES=2000 cargo test --test model` runs a
 //! longer soak.
+//!
+//! The random cases come from the seed `log_matches_model` prints (taken from
+//! the clock, see `common::rng::seed`); `REPLOG_SEED=<seed>` generates the
+//! same cases again (with the same `PROPTEST_CASES`).
+
+mod common;
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError};
+use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestCaseError};
 use replog::{Error, Iter, Log, NewRecord, Options, Record, Retention, SyncPolicy};
+
+use common::files::segment_bases;
+use common::rng::{Rng, seed};
 
 const SEGMENT_HEADER_BYTES: u64 = replog::codec::SEGMENT_HEADER_BYTES as u64;
 const BATCH_HEADER_BYTES: u64 = replog::codec::BATCH_HEADER_BYTES as u64;
@@ -328,29 +336,7 @@ fn now_ms() -> i64 {
 
 /// Deterministic pseudo-random bytes for record `serial` (`salt` tells key from value).
 fn bytes_for(serial: u64, salt: u64, len: usize) -> Vec<u8> {
-    let mut x = (serial + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (salt << 56) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Base offsets of the segment files in `dir`.
-fn segment_bases(dir: &Path) -> Vec<u64> {
-    let mut bases: Vec<u64> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().ok()?;
-            let stem = name.strip_suffix(".log")?;
-            (stem.len() == 20).then(|| stem.parse().ok())?
-        })
-        .collect();
-    bases.sort_unstable();
-    bases
+    Rng::new(serial ^ (salt << 56)).bytes(len)
 }
 
 // ---------------------------------------------------------------------------
@@ -882,7 +868,7 @@ impl Harness {
 
     fn reopen(&mut self, how: Reopen) -> Result<(), String> {
         // Held records (and a pending iterator) of the old handle must
-        // survive it: see `bug_records_held_across_reopen_are_zeroed`.
+        // survive it: see `records_held_across_reopen_keep_their_bytes`.
         let options = self.setup.options();
         match Log::open(self.dir.path(), options.clone()) {
             Err(Error::Locked { .. }) => {}
@@ -996,6 +982,7 @@ fn config() -> Config {
         .unwrap_or(160);
     Config {
         cases,
+        rng_seed: RngSeed::Fixed(seed("log_matches_model")),
         max_shrink_time: 120_000,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -1091,11 +1078,13 @@ fn model_smoke_every_step() {
     run(tiny(Always), &ops).unwrap();
 }
 
-/// Found by `log_matches_model` (shrunk from a random case) before the fix
-/// described at `bug_records_held_across_reopen_are_zeroed`: the record read
-/// at offset 4 (1 byte) read back as a zero after the reopen.
+/// Regression test, found by the model test `log_matches_model` (shrunk
+/// from a random case, whose seed is the entry in
+/// `proptest-regressions/model.txt`) before the fix described at
+/// `records_held_across_reopen_keep_their_bytes`: the record read at offset
+/// 4 (1 byte) read back as a zero after the reopen.
 #[test]
-fn regression_record_held_across_truncate_and_reopen() {
+fn record_held_across_truncate_and_reopen_keeps_its_bytes() {
     let ops = vec![
         Append(spec(0)),
         Append(spec(0)),
@@ -1113,8 +1102,10 @@ fn regression_record_held_across_truncate_and_reopen() {
     run(tiny(Never), &ops).unwrap();
 }
 
-/// Regression test: `Record` promises that key and value "stay valid after
-/// the log is closed or truncated". A truncation inside a segment leaves the
+/// Regression test, found by the model test (the shrunk case is
+/// `record_held_across_truncate_and_reopen_keeps_its_bytes`; fixed in
+/// 87eb44e): `Record` promises that key and value "stay valid after the log
+/// is closed or truncated". A truncation inside a segment leaves the
 /// cut-off bytes in that segment's file (readers may still map them); the
 /// next `Log::open` used to shorten the file in place (`set_len` in
 /// `recovery::open_trusted` / `seal_scanned`), under the mappings that
@@ -1123,7 +1114,7 @@ fn regression_record_held_across_truncate_and_reopen() {
 /// the new end, touching them raised SIGBUS (`segment_bytes(16384)`, 100
 /// records of 100 bytes, `truncate(10)`, reopen, read a held record at 60).
 #[test]
-fn bug_records_held_across_reopen_are_zeroed() {
+fn records_held_across_reopen_keep_their_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let options = || tiny(Never).options();
     let log = Log::open(dir.path(), options()).unwrap();

@@ -1,9 +1,16 @@
 //! End-to-end behaviour of the public API: append, read, iterate, reopen,
 //! truncate, retention, bad input.
 
+mod common;
+
+use std::ops::Range;
+use std::path::Path;
 use std::time::Duration;
 
 use replog::{Error, Log, NewRecord, Options, Retention, SyncPolicy};
+use tempfile::TempDir;
+
+use common::records::{self, append_values, value_at};
 
 fn small() -> Options {
     Options::default()
@@ -12,51 +19,49 @@ fn small() -> Options {
         .sync(SyncPolicy::Never)
 }
 
-fn value(i: u64) -> Vec<u8> {
-    format!("record-{i}-{}", "x".repeat((i % 37) as usize)).into_bytes()
+/// Opens (or reopens) the log in `dir`, with `small()` options.
+fn open(dir: &Path) -> Log {
+    Log::open(dir, small()).unwrap()
 }
 
-fn assert_holds(log: &Log, range: std::ops::Range<u64>) {
-    for i in range.clone() {
-        assert_eq!(log.read(i).unwrap().value(), &value(i)[..], "offset {i}");
-    }
-    let all: Vec<_> = log.iter(range.start).map(|r| r.unwrap()).collect();
-    assert_eq!(all.len() as u64, range.end - range.start);
-    for (record, i) in all.iter().zip(range) {
-        assert_eq!(record.offset(), i);
-        assert_eq!(record.value(), &value(i)[..]);
-    }
+/// A log in a new directory, holding `value_at` at offsets `0..n`.
+fn new_log(n: u64) -> (TempDir, Log) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    append_values(&log, 0..n);
+    (dir, log)
+}
+
+/// The log ends at `range.end` and holds `value_at(i)` at every offset `i`
+/// of `range`, by `read` and by `iter`.
+fn assert_holds(log: &Log, range: Range<u64>) {
+    records::assert_holds(log, range, "smoke", |record, i| {
+        assert_eq!(record.value(), &value_at(i)[..], "value at {i}")
+    });
 }
 
 #[test]
 fn append_read_reopen_clean_and_crashed() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
-    for i in 0..500 {
-        assert_eq!(log.append(value(i)).unwrap(), i);
-    }
+    let (dir, log) = new_log(500);
     assert_holds(&log, 0..500);
     log.close().unwrap();
 
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     assert!(log.recovery_report().clean_shutdown, "{:?}", log.recovery_report());
     assert_eq!(log.next_offset(), 500);
     assert_holds(&log, 0..500);
-    for i in 500..700 {
-        assert_eq!(log.append(value(i)).unwrap(), i);
-    }
+    append_values(&log, 500..700);
     log.simulate_crash();
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     assert!(!log.recovery_report().clean_shutdown);
     assert_holds(&log, 0..700);
 }
 
 #[test]
 fn truncate_inside_a_batch_and_across_segments() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
+    let (dir, log) = new_log(0);
     for chunk in 0..60u64 {
-        let values: Vec<Vec<u8>> = (chunk * 10..chunk * 10 + 10).map(value).collect();
+        let values: Vec<Vec<u8>> = (chunk * 10..chunk * 10 + 10).map(value_at).collect();
         assert_eq!(log.append_batch(&values).unwrap(), chunk * 10);
     }
     let old = log.iter(0);
@@ -65,19 +70,17 @@ fn truncate_inside_a_batch_and_across_segments() {
     assert_holds(&log, 0..455);
     assert!(matches!(log.read(455), Err(Error::OffsetOutOfRange { .. })));
     assert_eq!(old.count(), 600, "an iterator made before keeps its snapshot");
-    for i in 455..470 {
-        assert_eq!(log.append(value(i)).unwrap(), i);
-    }
+    append_values(&log, 455..470);
     log.truncate(100).unwrap();
     assert_holds(&log, 0..100);
     log.close().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     assert_holds(&log, 0..100);
     log.truncate(0).unwrap();
     assert_eq!(log.next_offset(), 0);
-    log.append(value(0)).unwrap();
+    log.append(value_at(0)).unwrap();
     drop(log);
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     assert_holds(&log, 0..1);
 }
 
@@ -117,7 +120,7 @@ fn bad_input_is_refused_and_changes_nothing() {
 #[test]
 fn keys_timestamps_and_tailing() {
     let dir = tempfile::tempdir().unwrap();
-    let log = std::sync::Arc::new(Log::open(dir.path(), small()).unwrap());
+    let log = std::sync::Arc::new(open(dir.path()));
     for i in 0..100i64 {
         log.append_record(NewRecord::new(b"post").key(b"alice").timestamp_ms(1000 + i * 10))
             .unwrap();
@@ -146,9 +149,7 @@ fn retention_and_delete_before_drop_whole_segments() {
         }),
     )
     .unwrap();
-    for i in 0..3000 {
-        log.append(value(i)).unwrap();
-    }
+    append_values(&log, 0..3000);
     let start = log.start_offset();
     assert!(start > 0);
     assert!(matches!(log.read(start - 1), Err(Error::OffsetOutOfRange { .. })));
@@ -157,20 +158,16 @@ fn retention_and_delete_before_drop_whole_segments() {
     assert!(new_start > start && new_start <= 2500, "{start} -> {new_start}");
     assert_holds(&log, new_start..3000);
     drop(log);
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     assert_eq!(log.start_offset(), new_start);
     assert_holds(&log, new_start..3000);
 }
 
 #[test]
 fn simulated_crash_recovers_everything_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
-    for i in 0..300 {
-        log.append(value(i)).unwrap();
-    }
+    let (dir, log) = new_log(300);
     log.simulate_crash();
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     let report = log.recovery_report().clone();
     assert!(!report.clean_shutdown);
     assert!(report.segments_scanned >= 1, "{report:?}");
@@ -202,12 +199,13 @@ fn retention_by_age_deletes_closed_segments_of_old_records_only() {
         .as_millis() as i64;
     // Old posts fill several segments; then fresh ones.
     for i in 0..300u64 {
-        log.append_record(NewRecord::new(&value(i)).timestamp_ms(now - 3 * day_ms))
+        log.append_record(NewRecord::new(&value_at(i)).timestamp_ms(now - 3 * day_ms))
             .unwrap();
     }
     let old_end = log.next_offset();
     for i in 300..600u64 {
-        log.append_record(NewRecord::new(&value(i)).timestamp_ms(now)).unwrap();
+        log.append_record(NewRecord::new(&value_at(i)).timestamp_ms(now))
+            .unwrap();
     }
     let start = log.enforce_retention().unwrap();
     assert!(start > 0, "old segments were deleted");
@@ -218,11 +216,7 @@ fn retention_by_age_deletes_closed_segments_of_old_records_only() {
 
 #[test]
 fn a_poisoned_log_refuses_writes_keeps_reads_and_recovers_on_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
-    for i in 0..50 {
-        log.append(value(i)).unwrap();
-    }
+    let (dir, log) = new_log(50);
     log.poison_for_testing();
     assert!(matches!(log.append(b"x"), Err(Error::Poisoned)));
     assert!(matches!(log.append_batch([b"x"]), Err(Error::Poisoned)));
@@ -233,22 +227,18 @@ fn a_poisoned_log_refuses_writes_keeps_reads_and_recovers_on_reopen() {
         matches!(log.close(), Err(Error::Poisoned)),
         "close reports the poisoning"
     );
-    let log = Log::open(dir.path(), small()).unwrap();
+    let log = open(dir.path());
     assert!(
         !log.recovery_report().clean_shutdown,
         "no clean checkpoint after poisoning"
     );
     assert_holds(&log, 0..50);
-    assert_eq!(log.append(value(50)).unwrap(), 50);
+    assert_eq!(log.append(value_at(50)).unwrap(), 50);
 }
 
 #[test]
 fn a_checkpoint_claiming_more_offsets_than_bytes_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
-    for i in 0..10 {
-        log.append(value(i)).unwrap();
-    }
+    let (dir, log) = new_log(10);
     log.simulate_crash();
     // A well-formed checkpoint (valid CRC) whose recovery point names an
     // offset that its byte position cannot hold.
@@ -267,13 +257,12 @@ fn a_checkpoint_claiming_more_offsets_than_bytes_is_refused() {
 
 #[test]
 fn batches_yield_whole_stored_batches_that_validate() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
+    let (_dir, log) = new_log(0);
     log.set_leader_epoch(3).unwrap();
     // Batches of 1..=5 records, across several segments.
     let mut next = 0u64;
     for size in (1..=5u64).cycle().take(60) {
-        let values: Vec<Vec<u8>> = (next..next + size).map(value).collect();
+        let values: Vec<Vec<u8>> = (next..next + size).map(value_at).collect();
         assert_eq!(log.append_batch(&values).unwrap(), next);
         next += size;
     }
@@ -290,7 +279,7 @@ fn batches_yield_whole_stored_batches_that_validate() {
         assert_eq!(header.record_count, batch.record_count());
         assert_eq!(header.max_timestamp_ms, batch.max_timestamp_ms());
         for record in batch.records() {
-            assert_eq!(record.value(), &value(record.offset())[..]);
+            assert_eq!(record.value(), &value_at(record.offset())[..]);
             assert_eq!(batch.record(record.offset()).unwrap().value(), record.value());
         }
         assert!(batch.record(batch.next_offset()).is_none());
@@ -314,17 +303,13 @@ fn batches_yield_whole_stored_batches_that_validate() {
 
 #[test]
 fn batches_keep_their_snapshot_across_truncation() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small()).unwrap();
-    for i in 0..100 {
-        log.append(value(i)).unwrap();
-    }
+    let (_dir, log) = new_log(100);
     let mut batches = log.batches(0);
     let first = batches.next().unwrap().unwrap();
     log.truncate(10).unwrap();
     let rest: Vec<_> = batches.map(|b| b.unwrap()).collect();
     assert_eq!(rest.last().unwrap().next_offset(), 100);
-    assert_eq!(first.records().next().unwrap().value(), &value(0)[..]);
+    assert_eq!(first.records().next().unwrap().value(), &value_at(0)[..]);
     assert_eq!(
         log.batches(0).map(|b| b.unwrap().record_count() as u64).sum::<u64>(),
         10
