@@ -88,7 +88,13 @@ pub(super) fn load_history(
     let start = segments[0].base_offset();
     let end = segments.last().expect("a log always has a segment").next_offset();
     let last_epoch = last_batch_epoch(segments);
-    let stored = EpochHistory::read(dir, log_id).ok().flatten();
+    let stored = match EpochHistory::read(dir, log_id) {
+        Ok(stored) => stored,
+        // Damaged (or another log's): rebuilt below. (A newer version was
+        // refused before recovery changed anything.)
+        Err(Error::Corrupt { .. }) => None,
+        Err(error) => return Err(error),
+    };
     let reconciled = stored
         .clone()
         .and_then(|mut history| history.reconcile(start, end, last_epoch).then_some(history));
@@ -97,7 +103,10 @@ pub(super) fn load_history(
         None if last_epoch.is_none() => (EpochHistory::default(), false),
         None => (rebuild(segments), true),
     };
-    if access == Access::ReadWrite && stored.as_ref() != Some(&history) {
+    let unchanged = stored
+        .as_ref()
+        .map_or(history.entries().is_empty(), |stored| *stored == history);
+    if access == Access::ReadWrite && !unchanged {
         history.write(dir, log_id)?;
     }
     Ok((history, rebuilt))

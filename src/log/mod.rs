@@ -162,6 +162,7 @@ impl Log {
             Access::ReadOnly => LockMode::Shared,
         };
         let lock = DirLock::acquire(dir, mode)?;
+        EpochHistory::refuse_unknown_version(dir)?;
         let cache = MapCache::new(options.mapped_segments_max);
         let recovered = recovery::recover(dir, &options, access, &cache)?;
         let mut report = recovered.report;

@@ -121,13 +121,14 @@ impl BatchWalker {
             // Sequential case: the batch right after the last one.
             Some(previous) if previous.header.next_offset() == self.next => {
                 let position = previous.position + previous.header.batch_len as u64;
-                match self.segment().next_batch(position, self.next)? {
+                let view = self.view.as_ref().filter(|v| v.start == 0).map(|v| &v.bytes[..]);
+                match self.segment().next_batch(position, self.next, view)? {
                     Some(found) => Some(found),
                     None => {
                         self.segment_index += 1;
                         self.view = None;
                         let segment = self.segments.get(self.segment_index).ok_or_else(|| self.vanished())?;
-                        segment.next_batch(SEGMENT_HEADER_BYTES as u64, self.next)?
+                        segment.next_batch(SEGMENT_HEADER_BYTES as u64, self.next, None)?
                     }
                 }
             }

@@ -193,6 +193,20 @@ impl EpochHistory {
         Ok(())
     }
 
+    /// Refuses an `epochs` file written by a format version this build does
+    /// not read ([`Damage::UnknownVersion`]), before opening changes
+    /// anything; damage of any other kind is left for the rebuild.
+    pub(crate) fn refuse_unknown_version(dir: &Path) -> Result<()> {
+        let path = dir.join(layout::EPOCHS);
+        let Some(bytes) = read_if_exists(&path)? else {
+            return Ok(());
+        };
+        match header::check(&bytes, HEADER_BYTES, &MAGIC, VERSION) {
+            Err(damage @ Damage::UnknownVersion { .. }) => Err(Error::corrupt(&path, 8, damage)),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads the `epochs` file of `dir`: `Ok(None)` if there is none,
     /// `Err(Corrupt)` if it fails its checks.
     pub(crate) fn read(dir: &Path, log_id: u64) -> Result<Option<EpochHistory>> {

@@ -233,13 +233,13 @@ impl Segment {
         })
     }
 
-    /// The header of the batch at `position` of `map`, which must start with
-    /// offset `expected_base`; checks the whole batch unless it was checked
-    /// before.
-    fn batch_at(&self, map: &MappedFile, position: u64, expected_base: u64) -> Result<BatchHeader> {
-        let end = self.end_position();
+    /// The header of the batch at `position` of `data` (the segment's bytes
+    /// from its start), which must start with offset `expected_base`;
+    /// checks the whole batch unless it was checked before.
+    fn batch_at(&self, data: &[u8], position: u64, expected_base: u64) -> Result<BatchHeader> {
+        let end = self.end_position().min(data.len() as u64);
         let corrupt = |damage| Error::corrupt(self.path(), position, damage);
-        let data = map.view(position.min(end)..end).ok_or(corrupt(Damage::Truncated))?;
+        let data = &data[position.min(end) as usize..end as usize];
         if position < self.unchecked_end && position >= self.checked_to.load(Ordering::Acquire) {
             let header = format::validate_batch(data, expected_base).map_err(corrupt)?;
             let batch_end = position + header.batch_len as u64;
@@ -258,14 +258,28 @@ impl Segment {
     /// shrinks, so it is not a race).
     pub(crate) fn walk(
         &self,
+        position: u64,
+        expected: u64,
+        stop: impl FnMut(u64, &BatchHeader) -> bool,
+    ) -> Result<Option<(u64, BatchHeader)>> {
+        let map = self.mapping()?;
+        self.walk_in(&map, position, expected, stop)
+    }
+
+    /// [`Segment::walk`] over the mapping `map`.
+    fn walk_in(
+        &self,
+        map: &MappedFile,
         mut position: u64,
         mut expected: u64,
         mut stop: impl FnMut(u64, &BatchHeader) -> bool,
     ) -> Result<Option<(u64, BatchHeader)>> {
         let end = self.end();
-        let map = self.mapping()?;
+        let data = map
+            .view(0..end.end_position)
+            .ok_or_else(|| Error::corrupt(self.path(), end.end_position, Damage::Truncated))?;
         while position < end.end_position {
-            let header = self.batch_at(&map, position, expected)?;
+            let header = self.batch_at(data, position, expected)?;
             if stop(position, &header) {
                 return Ok(Some((position, header)));
             }
@@ -285,37 +299,61 @@ impl Segment {
     /// Position and header of the batch that holds `offset`; `Ok(None)` if
     /// the segment does not hold it (for example, it was just truncated).
     pub(crate) fn locate(&self, offset: u64) -> Result<Option<(u64, BatchHeader)>> {
+        self.locate_in(&*self.mapping()?, offset)
+    }
+
+    fn locate_in(&self, map: &MappedFile, offset: u64) -> Result<Option<(u64, BatchHeader)>> {
         if offset < self.base_offset || offset >= self.next_offset() {
             return Ok(None);
         }
         let entry = self.index().floor_offset((offset - self.base_offset) as u32);
         let (position, expected) = self.walk_start(entry);
-        self.walk(position, expected, |_, header| offset < header.next_offset())
+        self.walk_in(map, position, expected, |_, header| offset < header.next_offset())
     }
 
     /// A zero-copy handle on the checked batch at `position`.
     pub(crate) fn batch_bytes(&self, position: u64, header: &BatchHeader) -> Result<Bytes> {
-        self.mapping()?
-            .bytes(position..position + header.batch_len as u64)
+        self.bytes_in(&self.mapping()?, position, header)
+    }
+
+    fn bytes_in(&self, map: &Arc<MappedFile>, position: u64, header: &BatchHeader) -> Result<Bytes> {
+        map.bytes(position..position + header.batch_len as u64)
             .ok_or_else(|| Error::corrupt(self.path(), position, Damage::Truncated))
     }
 
     /// The checked batch at `position`, if the segment has one there.
-    pub(crate) fn next_batch(&self, position: u64, expected_base: u64) -> Result<Option<(u64, BatchHeader)>> {
-        if position >= self.end_position() || expected_base >= self.next_offset() {
+    /// `view`, the segment's bytes from its start as a reader holds them,
+    /// spares a look-up of the mapping when it reaches the segment's end.
+    pub(crate) fn next_batch(
+        &self,
+        position: u64,
+        expected_base: u64,
+        view: Option<&[u8]>,
+    ) -> Result<Option<(u64, BatchHeader)>> {
+        let end = self.end();
+        if position >= end.end_position || expected_base >= end.next_offset {
             return Ok(None);
         }
-        let map = self.mapping()?;
-        self.batch_at(&map, position, expected_base)
-            .map(|header| Some((position, header)))
+        let header = match view.filter(|view| view.len() as u64 >= end.end_position) {
+            Some(view) => self.batch_at(view, position, expected_base)?,
+            None => {
+                let map = self.mapping()?;
+                let data = map
+                    .view(0..end.end_position)
+                    .ok_or_else(|| Error::corrupt(self.path(), end.end_position, Damage::Truncated))?;
+                self.batch_at(data, position, expected_base)?
+            }
+        };
+        Ok(Some((position, header)))
     }
 
     /// Reads one record; `Ok(None)` if the segment does not hold `offset`.
     pub(crate) fn read(&self, offset: u64) -> Result<Option<Record>> {
-        let Some((position, header)) = self.locate(offset)? else {
+        let map = self.mapping()?;
+        let Some((position, header)) = self.locate_in(&map, offset)? else {
             return Ok(None);
         };
-        let batch = self.batch_bytes(position, &header)?;
+        let batch = self.bytes_in(&map, position, &header)?;
         let fields = format::nth_record(&batch, offset - header.base_offset)
             .map_err(|damage| Error::corrupt(self.path(), position, damage))?;
         Ok(Some(Record::from_batch(&batch, offset, header.leader_epoch, fields)))

@@ -24,24 +24,21 @@ pub(super) struct Found {
     pub len: u64,
 }
 
-/// Lists segment files in offset order, checking each header. Removes
+/// Lists segment files in offset order, checking each header. Then removes
 /// leftover temporary files and orphan index files (read-write), or only
-/// reports them (read-only).
+/// reports them (read-only): only once every header passed, so an open that
+/// is refused (a damaged segment, an unknown version) removes nothing.
 pub(super) fn list_segments(dir: &Path, access: Access, report: &mut RecoveryReport) -> Result<Vec<Found>> {
     let entries = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     let mut logs = BTreeMap::new();
+    let mut temps = Vec::new();
     let mut indexes = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         match layout::parse(name) {
-            Entry::Temp => {
-                if access == Access::ReadWrite {
-                    let _ = fs::remove_file(entry.path());
-                }
-                report.stray_files_removed.push(entry.path());
-            }
+            Entry::Temp => temps.push(entry.path()),
             Entry::Segment(base, SegmentFile::Data) => {
                 logs.insert(base, entry.path());
             }
@@ -49,17 +46,21 @@ pub(super) fn list_segments(dir: &Path, access: Access, report: &mut RecoveryRep
             Entry::Metadata | Entry::Foreign => {}
         }
     }
-    for (base, path) in indexes {
-        if !logs.contains_key(&base) {
-            if access == Access::ReadWrite {
-                index_file::remove(dir, base)?;
-            }
-            report.stray_files_removed.push(path);
-        }
-    }
-    logs.into_iter()
+    let found = logs
+        .into_iter()
         .map(|(base, path)| open_found(base, path, access))
-        .collect()
+        .collect::<Result<Vec<Found>>>()?;
+    let orphans = indexes
+        .into_iter()
+        .filter(|(base, _)| !found.iter().any(|f| f.base == *base))
+        .map(|(_, path)| path);
+    for path in temps.into_iter().chain(orphans) {
+        if access == Access::ReadWrite {
+            crate::storage::fs::remove_if_exists(&path)?;
+        }
+        report.stray_files_removed.push(path);
+    }
+    Ok(found)
 }
 
 fn open_found(base: u64, path: PathBuf, access: Access) -> Result<Found> {
