@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::format::{BATCH_HEADER_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-use crate::listener::{LogListener, NoListener};
+use crate::listener::LogListener;
 
 /// Smallest allowed segment: room for the header and a few small batches.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
@@ -66,8 +66,11 @@ pub struct Options {
     pub(crate) retention: Retention,
     pub(crate) prefault_bytes: u64,
     pub(crate) mapped_segments_max: usize,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) listener: Arc<dyn LogListener>,
+    /// `None`: the system clock, called directly (no dynamic dispatch on
+    /// the append path).
+    clock: Option<Arc<dyn Clock>>,
+    /// `None`: no listener, and no call per event.
+    listener: Option<Arc<dyn LogListener>>,
 }
 
 impl fmt::Debug for Options {
@@ -80,7 +83,10 @@ impl fmt::Debug for Options {
             .field("retention", &self.retention)
             .field("prefault_bytes", &self.prefault_bytes)
             .field("mapped_segments_max", &self.mapped_segments_max)
-            .field("clock", &self.clock)
+            .field(
+                "clock",
+                &self.clock.as_ref().map_or(&SystemClock as &dyn Clock, |c| &**c),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -100,8 +106,8 @@ impl Default for Options {
             retention: Retention::default(),
             prefault_bytes: 8 << 20,
             mapped_segments_max: MAPPED_SEGMENTS_MAX_DEFAULT,
-            clock: Arc::new(SystemClock),
-            listener: Arc::new(NoListener),
+            clock: None,
+            listener: None,
         }
     }
 }
@@ -179,7 +185,7 @@ impl Options {
     /// virtual time supplies its own; see [`Clock`].
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
         self
     }
 
@@ -188,7 +194,7 @@ impl Options {
     /// each and what it must not do.
     #[must_use]
     pub fn listener(mut self, listener: Arc<dyn LogListener>) -> Self {
-        self.listener = listener;
+        self.listener = Some(listener);
         self
     }
 
@@ -200,6 +206,28 @@ impl Options {
     /// The configured sync policy.
     pub fn sync_value(&self) -> SyncPolicy {
         self.sync
+    }
+
+    /// The time by the configured clock, ms since the Unix epoch.
+    #[inline]
+    pub(crate) fn now_ms(&self) -> i64 {
+        match &self.clock {
+            Some(clock) => clock.now_ms(),
+            None => SystemClock.now_ms(),
+        }
+    }
+
+    /// Calls `event` on the listener, if there is one.
+    #[inline]
+    pub(crate) fn notify(&self, event: impl FnOnce(&dyn LogListener)) {
+        if let Some(listener) = &self.listener {
+            event(&**listener);
+        }
+    }
+
+    /// The listener, if there is one.
+    pub(crate) fn listener_handle(&self) -> Option<Arc<dyn LogListener>> {
+        self.listener.clone()
     }
 
     /// Largest encoded batch a segment can hold.

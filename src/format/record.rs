@@ -68,6 +68,7 @@ impl<'a> NewRecord<'a> {
     }
 
     /// Writes the record to `sink`, with `now_ms` for a missing timestamp.
+    #[inline]
     pub(crate) fn encode(&self, sink: &mut impl ByteSink, now_ms: i64) {
         let mut header = [0u8; RECORD_HEADER_BYTES];
         header[0..8].copy_from_slice(&self.timestamp_ms.unwrap_or(now_ms).to_le_bytes());

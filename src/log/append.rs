@@ -89,7 +89,7 @@ impl Log {
     /// As [`Log::append_batch`].
     pub fn append_records(&self, records: &[NewRecord<'_>]) -> Result<u64> {
         let batch_bytes = self.check_batch(records)?;
-        let now_ms = self.shared.options.clock.now_ms();
+        let now_ms = self.shared.options.now_ms();
         let (header, truncations) = {
             let mut writer = self.shared.lock_writer()?;
             self.shared.group.check()?;
@@ -97,7 +97,8 @@ impl Log {
                 self.shared.roll(&mut writer)?;
             }
             let epoch = self.shared.leader_epoch.load(Ordering::Relaxed);
-            self.shared.note_epoch(&mut writer, epoch, self.next_offset())?;
+            let base_offset = writer.active.next_offset();
+            self.shared.note_epoch(&mut writer, epoch, base_offset)?;
             let header = writer.active.append(records, epoch, now_ms);
             self.shared
                 .publish_appended(&mut writer, header.base_offset, header.next_offset());
@@ -155,7 +156,7 @@ impl Log {
         let mut writer = self.shared.lock_writer()?;
         self.shared.group.check()?;
         let headers = self.check_encoded(bytes, writer.history_epoch.unwrap_or(0))?;
-        let now_ms = self.shared.options.clock.now_ms();
+        let now_ms = self.shared.options.now_ms();
         let mut position = 0;
         for run in runs_fitting_segments(
             &headers,
@@ -234,7 +235,7 @@ impl Log {
         if records.is_empty() {
             return Err(Error::EmptyBatch);
         }
-        let limit_bytes = self.shared.options.record_bytes_max_value() as u64;
+        let limit_bytes = self.shared.record_bytes_max;
         let mut total = BATCH_HEADER_BYTES as u64;
         for record in records {
             let size_bytes = record.payload_bytes();
@@ -246,7 +247,7 @@ impl Log {
             }
             total += record.encoded_bytes();
         }
-        let batch_max = self.shared.options.batch_bytes_max();
+        let batch_max = self.shared.batch_bytes_max;
         if total > batch_max || records.len() > u32::MAX as usize {
             return Err(Error::BatchTooLarge {
                 size_bytes: total,
@@ -284,13 +285,21 @@ impl Shared {
     fn publish_appended(&self, writer: &mut Writer, base_offset: u64, next_offset: u64) {
         self.next_offset.store(next_offset, Ordering::SeqCst);
         self.prefault_ahead(writer);
-        self.options.listener.post_append(base_offset, next_offset);
+        self.options.notify(|l| l.post_append(base_offset, next_offset));
     }
 
     /// After the writer lock is released: wakes tailers and, under
     /// `SyncPolicy::Always`, waits until the append is durable.
+    #[inline(always)]
     fn after_append(&self, next_offset: u64, truncations: u64, now_ms: i64) -> Result<()> {
         self.tailers.notify();
+        if self.options.sync == SyncPolicy::Never {
+            return Ok(());
+        }
+        self.sync_after_append(next_offset, truncations, now_ms)
+    }
+
+    fn sync_after_append(&self, next_offset: u64, truncations: u64, now_ms: i64) -> Result<()> {
         match self.options.sync {
             SyncPolicy::Always => {
                 self.wait_durable(next_offset, truncations)?;
@@ -306,10 +315,16 @@ impl Shared {
 
     /// Adds `epoch` to the epoch history, durably, if a batch of it at
     /// `offset` is the first of that epoch in the log.
+    #[inline]
     fn note_epoch(&self, writer: &mut Writer, epoch: u64, offset: u64) -> Result<()> {
         if writer.history_epoch == Some(epoch) {
             return Ok(());
         }
+        self.note_new_epoch(writer, epoch, offset)
+    }
+
+    #[cold]
+    fn note_new_epoch(&self, writer: &mut Writer, epoch: u64, offset: u64) -> Result<()> {
         let mut epochs = self.epochs.lock();
         if epochs.observe(epoch, offset) {
             epochs.write(&self.dir, self.log_id)?;
@@ -366,7 +381,7 @@ impl Shared {
             self.group.poison();
             return Err(e);
         }
-        self.options.listener.post_roll(next);
+        self.options.notify(|l| l.post_roll(next));
         self.restart_prefault(writer);
         self.enforce_retention_locked()
     }

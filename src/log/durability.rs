@@ -32,7 +32,7 @@ impl Log {
         }
         self.shared.group.check()?;
         self.shared.wait_durable_for_end()?;
-        self.shared.advance_recovery_point(self.shared.options.clock.now_ms())
+        self.shared.advance_recovery_point(self.shared.options.now_ms())
     }
 }
 
@@ -54,10 +54,10 @@ fn interval_sync(shared: &Shared, period: Duration) {
     let period_ms = period.as_millis().min(i64::MAX as u128) as i64;
     let (stop, wake) = &shared.stop;
     let mut stopped = stop.lock();
-    let mut last_sync_ms = shared.options.clock.now_ms();
+    let mut last_sync_ms = shared.options.now_ms();
     while !*stopped {
         wake.wait_for(&mut stopped, period);
-        let now_ms = shared.options.clock.now_ms();
+        let now_ms = shared.options.now_ms();
         // One millisecond of slack: a wait of exactly one period can read
         // as one millisecond less on a millisecond clock.
         let due = now_ms.saturating_sub(last_sync_ms).saturating_add(1) >= period_ms;
@@ -148,7 +148,7 @@ impl Shared {
         write_open_checkpoint(&self.dir, point, self.leader_epoch.load(Ordering::Acquire), self.log_id)?;
         *written = point;
         self.recovery_point_written_ms
-            .store(self.options.clock.now_ms(), Ordering::Relaxed);
+            .store(self.options.now_ms(), Ordering::Relaxed);
         Ok(())
     }
 }

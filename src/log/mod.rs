@@ -62,6 +62,10 @@ pub(crate) struct Shared {
     /// Identity of this log, written into every segment header.
     log_id: u64,
     options: Options,
+    /// `options.record_bytes_max_value()`, computed once.
+    record_bytes_max: u64,
+    /// `options.batch_bytes_max()`, computed once.
+    batch_bytes_max: u64,
     /// Held for as long as the log is open.
     _lock: DirLock,
     /// `None` when the log was opened read-only.
@@ -182,12 +186,14 @@ impl Log {
             }
         });
         let sync_policy = options.sync;
-        let now_ms = options.clock.now_ms();
-        let group = GroupCommit::new(recovered.durable, Arc::clone(&options.listener));
+        let now_ms = options.now_ms();
+        let group = GroupCommit::new(recovered.durable, options.listener_handle());
         let read_only = writer.is_none();
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             log_id: recovered.log_id,
+            record_bytes_max: options.record_bytes_max_value() as u64,
+            batch_bytes_max: options.batch_bytes_max(),
             options,
             _lock: lock,
             writer: Mutex::new(writer),

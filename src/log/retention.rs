@@ -69,7 +69,7 @@ impl Shared {
             epochs.write(&self.dir, self.log_id)?;
         }
         drop(epochs);
-        self.options.listener.post_delete_segments(start);
+        self.options.notify(|l| l.post_delete_segments(start));
         Ok(())
     }
 
@@ -89,7 +89,7 @@ impl Shared {
         }
         if let Some(age_max) = retention.age_max {
             let age_max_ms = age_max.as_millis().min(i64::MAX as u128) as i64;
-            let cutoff = self.options.clock.now_ms().saturating_sub(age_max_ms);
+            let cutoff = self.options.now_ms().saturating_sub(age_max_ms);
             while count < closed && segments[count].max_timestamp_ms() < cutoff {
                 count += 1;
             }

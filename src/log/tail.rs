@@ -17,6 +17,7 @@ pub(super) struct Tailers {
 
 impl Tailers {
     /// Wakes waiting tailers; free when nobody waits.
+    #[inline(always)]
     pub(super) fn notify(&self) {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             let _guard = self.lock.lock();

@@ -147,7 +147,7 @@ impl Shared {
         drop(written);
         self.cut_epochs(writer, |epochs| epochs.truncate_from(offset))?;
         self.restart_prefault(writer);
-        self.options.listener.post_truncate(offset);
+        self.options.notify(|l| l.post_truncate(offset));
         Ok(())
     }
 
@@ -182,7 +182,7 @@ impl Shared {
         }
         sync_dir(&self.dir)?;
         self.restart_prefault(writer);
-        self.options.listener.post_truncate(offset);
+        self.options.notify(|l| l.post_truncate(offset));
         Ok(())
     }
 

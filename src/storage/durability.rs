@@ -82,7 +82,7 @@ pub(crate) struct GroupCommit {
     /// `state.durable.offset`, readable without the lock.
     durable_offset: AtomicU64,
     /// Told of every advance of the durable point, under the state lock.
-    listener: Arc<dyn LogListener>,
+    listener: Option<Arc<dyn LogListener>>,
     done: Condvar,
     poisoned: AtomicBool,
     /// Calls to `wait_durable` so far.
@@ -93,7 +93,7 @@ pub(crate) struct GroupCommit {
 
 impl GroupCommit {
     /// Durability state for a log whose data up to `synced` is durable.
-    pub(crate) fn new(durable: LogPosition, listener: Arc<dyn LogListener>) -> GroupCommit {
+    pub(crate) fn new(durable: LogPosition, listener: Option<Arc<dyn LogListener>>) -> GroupCommit {
         GroupCommit {
             durable_offset: AtomicU64::new(durable.offset),
             listener,
@@ -180,7 +180,7 @@ impl GroupCommit {
                 Ok(to) => {
                     if to.offset >= state.durable.offset {
                         self.set_durable(&mut state, to);
-                        self.listener.post_durable(to.offset);
+                        self.notify_durable(to.offset);
                     }
                     self.done.notify_all();
                 }
@@ -227,8 +227,14 @@ impl GroupCommit {
         let mut state = self.state.lock();
         if durable.offset >= state.durable.offset && durable.is_after(&state.durable) {
             self.set_durable(&mut state, durable);
-            self.listener.post_durable(durable.offset);
+            self.notify_durable(durable.offset);
             self.done.notify_all();
+        }
+    }
+
+    fn notify_durable(&self, offset: u64) {
+        if let Some(listener) = &self.listener {
+            listener.post_durable(offset);
         }
     }
 
@@ -262,7 +268,7 @@ mod tests {
 
     #[test]
     fn concurrent_waiters_share_syncs() {
-        let group = Arc::new(GroupCommit::new(at(0), Arc::new(crate::listener::NoListener)));
+        let group = Arc::new(GroupCommit::new(at(0), None));
         let written = Arc::new(AtomicU64::new(0));
         let flushes = Arc::new(AtomicU64::new(0));
         let threads: Vec<_> = (0..8)
@@ -298,7 +304,7 @@ mod tests {
     fn a_truncation_ends_waits_for_offsets_it_cut() {
         // The waiter's target (10) is past anything a flush will ever reach
         // (5, the end after the truncation): only the reset can end it.
-        let group = Arc::new(GroupCommit::new(at(0), Arc::new(crate::listener::NoListener)));
+        let group = Arc::new(GroupCommit::new(at(0), None));
         let truncations = group.truncations();
         let waiter = {
             let group = Arc::clone(&group);
@@ -320,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_failed_sync_poisons_everyone() {
-        let group = GroupCommit::new(at(0), Arc::new(crate::listener::NoListener));
+        let group = GroupCommit::new(at(0), None);
         let err = group.wait_durable(1, 0, |_| Err(Error::io("msync", "x", std::io::Error::other("boom"))));
         assert!(matches!(err, Err(Error::Io { .. })));
         assert!(matches!(group.wait_durable(1, 0, |_| Ok(at(5))), Err(Error::Poisoned)));

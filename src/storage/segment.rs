@@ -234,12 +234,15 @@ impl Segment {
     }
 
     /// The header of the batch at `position` of `data` (the segment's bytes
-    /// from its start), which must start with offset `expected_base`;
-    /// checks the whole batch unless it was checked before.
+    /// from its start, up to the segment's end as the caller read it),
+    /// which must start with offset `expected_base`; checks the whole batch
+    /// unless it was checked before.
+    #[inline]
     fn batch_at(&self, data: &[u8], position: u64, expected_base: u64) -> Result<BatchHeader> {
-        let end = self.end_position().min(data.len() as u64);
         let corrupt = |damage| Error::corrupt(self.path(), position, damage);
-        let data = &data[position.min(end) as usize..end as usize];
+        let data = data
+            .get(position as usize..)
+            .ok_or_else(|| corrupt(Damage::Truncated))?;
         if position < self.unchecked_end && position >= self.checked_to.load(Ordering::Acquire) {
             let header = format::validate_batch(data, expected_base).map_err(corrupt)?;
             let batch_end = position + header.batch_len as u64;
@@ -324,6 +327,7 @@ impl Segment {
     /// The checked batch at `position`, if the segment has one there.
     /// `view`, the segment's bytes from its start as a reader holds them,
     /// spares a look-up of the mapping when it reaches the segment's end.
+    #[inline]
     pub(crate) fn next_batch(
         &self,
         position: u64,
@@ -334,17 +338,22 @@ impl Segment {
         if position >= end.end_position || expected_base >= end.next_offset {
             return Ok(None);
         }
-        let header = match view.filter(|view| view.len() as u64 >= end.end_position) {
-            Some(view) => self.batch_at(view, position, expected_base)?,
-            None => {
-                let map = self.mapping()?;
-                let data = map
-                    .view(0..end.end_position)
-                    .ok_or_else(|| Error::corrupt(self.path(), end.end_position, Damage::Truncated))?;
-                self.batch_at(data, position, expected_base)?
+        let header = match view {
+            Some(view) if view.len() as u64 >= end.end_position => {
+                self.batch_at(&view[..end.end_position as usize], position, expected_base)?
             }
+            _ => self.batch_at_mapped(position, expected_base, end.end_position)?,
         };
         Ok(Some((position, header)))
+    }
+
+    /// [`Segment::batch_at`] through the mapping, for a caller without a view.
+    fn batch_at_mapped(&self, position: u64, expected_base: u64, end_position: u64) -> Result<BatchHeader> {
+        let map = self.mapping()?;
+        let data = map
+            .view(0..end_position)
+            .ok_or_else(|| Error::corrupt(self.path(), end_position, Damage::Truncated))?;
+        self.batch_at(data, position, expected_base)
     }
 
     /// Reads one record; `Ok(None)` if the segment does not hold `offset`.
@@ -374,7 +383,10 @@ impl Segment {
         let corrupt = |damage| Error::corrupt(self.path(), position, damage);
         let mut records = RecordDecoder::new(&batch, BATCH_HEADER_BYTES);
         for offset in header.base_offset..header.next_offset() {
-            let fields = records.next().ok_or(corrupt(Damage::Truncated))?.map_err(corrupt)?;
+            let fields = records
+                .next()
+                .ok_or_else(|| corrupt(Damage::Truncated))?
+                .map_err(corrupt)?;
             if fields.timestamp_ms >= timestamp_ms {
                 return Ok(Some(offset));
             }

@@ -186,6 +186,11 @@ impl SegmentWriter {
         self.writer.mapping()
     }
 
+    /// Offset the next batch gets.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
     /// Write position (end of the data).
     pub(crate) fn position(&self) -> u64 {
         self.position
@@ -240,6 +245,7 @@ impl SegmentWriter {
     }
 
     /// Freezes the batch at `start` and makes it visible to readers.
+    #[inline(always)]
     fn publish(&mut self, start: u64, header: &BatchHeader) {
         let end = start + header.batch_len as u64;
         self.writer.freeze(end);
