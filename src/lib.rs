@@ -41,8 +41,31 @@
 //! - **A failed sync poisons the handle**: writes fail with
 //!   [`Error::Poisoned`] until the log is reopened.
 //!
+//! # For replication, tools and simulation
+//!
+//! - [`Log::append_encoded`] writes a leader's batches byte for byte, after
+//!   validating each; [`Log::end_offset_for_epoch`] answers from the epoch
+//!   history; [`Log::reset`] empties a log and continues it at an offset;
+//!   [`Log::durable_offset`] says how far a crash loses nothing.
+//! - [`Options::clock`] injects the time, [`Options::listener`] hooks every
+//!   change ([`LogListener`]), [`Log::open_read_only`] inspects a directory
+//!   without changing it, and [`Options::mapped_segments_max`] bounds the
+//!   mappings and descriptors a long log holds.
+//! - Errors are one [`Error`] enum; [`Error::Corrupt`] carries a [`Damage`]
+//!   to branch on. The `test-util` cargo feature adds `Log::simulate_crash`
+//!   and `Log::poison_for_testing` for crash tests.
+//!
+//! # Layout of the code
+//!
+//! `format` (the byte layout, pure; exported as [`codec`]) is at the bottom;
+//! `storage` (segments, mappings, indexes, checkpoint, epoch history,
+//! recovery, group commit, lock) builds on it; `read` ([`Iter`],
+//! [`Batches`]) and `log` (the [`Log`] handle) build on `storage`. Nothing
+//! below imports anything above it.
+//!
 //! The byte layout is in `docs/FORMAT.md`; the soundness argument for the
-//! memory mapping is in the `mmap` module (the only one with `unsafe`).
+//! memory mapping is in the `storage::mmap` module (the only one with
+//! `unsafe`).
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

@@ -300,6 +300,9 @@ mod tests {
         );
     }
 
+    /// Found by the model test, which hung under `SyncPolicy::Interval`: a
+    /// waiter for offsets a truncation had cut flushed in a loop that held
+    /// off the truncation's reset (fixed in e826cc3).
     #[test]
     fn a_truncation_ends_waits_for_offsets_it_cut() {
         // The waiter's target (10) is past anything a flush will ever reach
