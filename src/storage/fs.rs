@@ -126,6 +126,22 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
+/// A fresh read-write file `name` in `dir`, `len` bytes of zeros (sparse),
+/// for tests of code that maps files.
+#[cfg(test)]
+pub(crate) fn scratch_file(dir: &Path, name: &str, len: u64) -> (File, PathBuf) {
+    let path = dir.join(name);
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .expect("creating a scratch file");
+    file.set_len(len).expect("sizing a scratch file");
+    (file, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,19 +76,21 @@ pub(crate) fn write(dir: &Path, summary: &SegmentSummary, entries: &[IndexEntry]
     write_u64(&mut head, 48, summary.last_epoch);
     write_u32(&mut head, 56, crc32fast::hash(&offsets));
     header::seal(&mut head, &OFFSET_MAGIC, VERSION);
-    let path = segment_path(dir, summary.base_offset, SegmentFile::OffsetIndex);
-    replace_file(&path, Durability::Unsynced, |file, tmp| {
-        write_chunks(file, tmp, &[&head, &offsets])
-    })?;
+    write_file(dir, summary.base_offset, SegmentFile::OffsetIndex, &head, &offsets)?;
 
     let mut head = [0u8; TIME_HEADER_BYTES];
     write_u32(&mut head, 12, count);
     write_u64(&mut head, 16, summary.base_offset);
     write_u32(&mut head, 24, crc32fast::hash(&times));
     header::seal(&mut head, &TIME_MAGIC, VERSION);
-    let path = segment_path(dir, summary.base_offset, SegmentFile::TimeIndex);
+    write_file(dir, summary.base_offset, SegmentFile::TimeIndex, &head, &times)
+}
+
+/// Replaces one index file of a segment with `head` then `body`.
+fn write_file(dir: &Path, base_offset: u64, kind: SegmentFile, head: &[u8], body: &[u8]) -> Result<()> {
+    let path = segment_path(dir, base_offset, kind);
     replace_file(&path, Durability::Unsynced, |file, tmp| {
-        write_chunks(file, tmp, &[&head, &times])
+        write_chunks(file, tmp, &[head, body])
     })?;
     Ok(())
 }

@@ -207,7 +207,7 @@ mod tests {
     fn file_of(dir: &Path, name: &str, len: usize) -> (File, PathBuf) {
         let path = dir.join(name);
         std::fs::write(&path, vec![7u8; len]).unwrap();
-        (File::open(&path).unwrap(), path)
+        (File::open(&path).expect("opening the file just written"), path)
     }
 
     #[test]

@@ -290,15 +290,7 @@ mod tests {
 
     fn mapped(len: u64) -> (tempfile::TempDir, Arc<MappedFile>) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        file.set_len(len).unwrap();
+        let (file, path) = crate::storage::fs::scratch_file(dir.path(), "f", len);
         let map = MappedFile::map(&file, &path, len, 0).unwrap();
         (dir, map)
     }
