@@ -464,3 +464,28 @@ fn a_newer_epoch_file_is_refused_and_a_refused_open_removes_nothing() {
     }
     assert!(listing(dir.path()) == before, "a refused open changed the directory");
 }
+
+/// A truncation inside the active segment turns it into a sealed one: its
+/// mapping must become evictable like any sealed segment's (it stayed
+/// pinned, one mapping per such truncation, until this was fixed).
+#[test]
+fn truncated_active_segments_do_not_pin_their_mappings() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 2;
+    let log = Log::open(dir.path(), small().mapped_segments_max(limit).prefault_bytes(0)).unwrap();
+    for round in 0..20u64 {
+        for i in 0..40u64 {
+            log.append(format!("round {round} record {i}")).unwrap();
+        }
+        log.truncate(log.next_offset() - 5).unwrap();
+    }
+    for record in log.iter(log.start_offset()) {
+        record.unwrap();
+    }
+    assert!(log.mapped_segments() <= limit);
+    assert!(
+        mappings_in(dir.path()) <= limit + 2,
+        "{} mappings",
+        mappings_in(dir.path())
+    );
+}

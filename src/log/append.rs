@@ -147,8 +147,11 @@ impl Log {
     /// ([`Damage::UnexpectedOffset`] for a batch that does not continue the
     /// log, [`Damage::EpochRegression`], [`Damage::ChecksumMismatch`],
     /// [`Damage::Truncated`], ...); [`Error::RecordTooLarge`],
-    /// [`Error::BatchTooLarge`], [`Error::EmptyBatch`] for empty input; and
-    /// as [`Log::append`]. On error nothing was appended.
+    /// [`Error::BatchTooLarge`], [`Error::EmptyBatch`] for empty input: all
+    /// found before anything is written, so nothing was appended. And as
+    /// [`Log::append`]: an I/O error while rolling to a new segment midway
+    /// (a full disk) leaves the batches before that roll appended (see
+    /// `next_offset()`), never part of a batch.
     pub fn append_encoded(&self, bytes: &[u8]) -> Result<u64> {
         if bytes.is_empty() {
             return Err(Error::EmptyBatch);
@@ -305,8 +308,8 @@ impl Shared {
                 self.wait_durable(next_offset, truncations)?;
                 self.advance_recovery_point(now_ms)
             }
-            SyncPolicy::Interval(period) => {
-                self.nudge_interval_sync(now_ms, period);
+            SyncPolicy::Interval(_) => {
+                self.nudge_interval_sync(now_ms);
                 Ok(())
             }
             SyncPolicy::Never => Ok(()),

@@ -55,6 +55,9 @@ fn interval_sync(shared: &Shared, period: Duration) {
     let (stop, wake) = &shared.stop;
     let mut stopped = stop.lock();
     let mut last_sync_ms = shared.options.now_ms();
+    shared
+        .interval_sync_due_ms
+        .store(last_sync_ms.saturating_add(period_ms), Ordering::Release);
     while !*stopped {
         wake.wait_for(&mut stopped, period);
         let now_ms = shared.options.now_ms();
@@ -66,6 +69,9 @@ fn interval_sync(shared: &Shared, period: Duration) {
         }
         drop(stopped);
         last_sync_ms = now_ms;
+        shared
+            .interval_sync_due_ms
+            .store(now_ms.saturating_add(period_ms), Ordering::Release);
         if shared.wait_durable_for_end().is_ok() {
             let _ = shared.advance_recovery_point(now_ms);
         }
@@ -74,14 +80,20 @@ fn interval_sync(shared: &Shared, period: Duration) {
 }
 
 impl Shared {
-    /// Wakes the interval-sync thread if, by the clock, the last sync is a
-    /// period old and data is waiting (so a virtual clock drives syncs too).
-    pub(super) fn nudge_interval_sync(&self, now_ms: i64, period: Duration) {
-        let due_ms = self
-            .recovery_point_written_ms
-            .load(Ordering::Relaxed)
-            .saturating_add(period.as_millis().min(i64::MAX as u128) as i64);
-        if now_ms >= due_ms && self.group.durable_offset() < self.next_offset.load(Ordering::Relaxed) {
+    /// Wakes the interval-sync thread if, by the clock, a sync is due and
+    /// data is waiting (so a virtual clock drives syncs too). Wakes it once
+    /// per period at most: the first appender to see the sync due claims
+    /// the wake-up, and the thread sets the next due time when it syncs.
+    pub(super) fn nudge_interval_sync(&self, now_ms: i64) {
+        let due_ms = self.interval_sync_due_ms.load(Ordering::Acquire);
+        if now_ms < due_ms || self.group.durable_offset() >= self.next_offset.load(Ordering::Relaxed) {
+            return;
+        }
+        let claimed = self
+            .interval_sync_due_ms
+            .compare_exchange(due_ms, i64::MAX, Ordering::AcqRel, Ordering::Relaxed);
+        if claimed.is_ok() {
+            let _guard = self.stop.0.lock();
             self.stop.1.notify_all();
         }
     }

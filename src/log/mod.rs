@@ -85,6 +85,9 @@ pub(crate) struct Shared {
     recovery_point: Mutex<LogPosition>,
     /// When `recovery_point` was last written, by the log's clock (ms).
     recovery_point_written_ms: AtomicI64,
+    /// When the next interval sync is due, by the log's clock (ms);
+    /// `i64::MAX` once an appender has woken the sync thread for it.
+    interval_sync_due_ms: AtomicI64,
     tailers: Tailers,
     prefaulter: Prefaulter,
     report: RecoveryReport,
@@ -206,6 +209,7 @@ impl Log {
             group,
             recovery_point: Mutex::new(recovered.durable),
             recovery_point_written_ms: AtomicI64::new(now_ms),
+            interval_sync_due_ms: AtomicI64::new(i64::MAX),
             tailers: Tailers::default(),
             prefaulter,
             report,

@@ -127,6 +127,9 @@ impl Shared {
         if keeps_holder {
             let cut = holder.cut(position, cut_base)?;
             cut.write_index_files()?;
+            // The holder may have been the active segment: sealed now, its
+            // mapping becomes the cache's to unmap.
+            cut.slot().unpin();
             remaining.push(cut);
         }
         remaining.push(Arc::clone(&fresh_segment));
