@@ -69,6 +69,8 @@ impl Log {
 
     /// The epoch history: every leader epoch with records in the log and
     /// the offset of its first record there, oldest first.
+    ///
+    /// Cost: a copy of the history, one entry per epoch change.
     pub fn epoch_history(&self) -> Vec<(u64, u64)> {
         let epochs = self.shared.epochs.lock();
         epochs.entries().iter().map(|e| (e.epoch, e.start_offset)).collect()

@@ -114,6 +114,12 @@ impl Log {
     /// the last recovery point and cuts a torn tail (see
     /// [`Log::recovery_report`]).
     ///
+    /// Cost: after a clean close, one directory listing and a 64-byte
+    /// header read per segment, no data; after a crash, a checksum pass
+    /// over the data past the recovery point (at most about one segment
+    /// under `SyncPolicy::Never` without syncs, one second of appends
+    /// otherwise). Sealed segments are mapped later, when first read.
+    ///
     /// # Examples
     ///
     /// ```
@@ -372,7 +378,10 @@ impl Log {
     /// Syncs everything, trims the active segment, writes its index and a
     /// clean-shutdown checkpoint (so the next open reads no data), and
     /// releases the directory lock. Dropping the log does the same, ignoring
-    /// errors.
+    /// errors. A read-only log only releases its lock.
+    ///
+    /// Cost: a sync of the active segment's unsynced pages and three small
+    /// file writes.
     ///
     /// # Errors
     ///

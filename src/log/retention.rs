@@ -11,6 +11,10 @@ impl Log {
     /// the active segment) and returns the new `start_offset()`. Records at
     /// or above `offset` are never deleted; some below it may remain.
     ///
+    /// Cost: a file deletion per segment deleted (data and index files) and
+    /// a directory sync; the epoch history is rewritten if it changed.
+    /// Holds the writer lock meanwhile: appends wait.
+    ///
     /// # Errors
     ///
     /// [`Error::OffsetOutOfRange`](crate::Error::OffsetOutOfRange) if
