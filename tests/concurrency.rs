@@ -438,6 +438,17 @@ fn readers_iterators_and_tailers_follow_one_writer() {
     );
 }
 
+/// The same with at most two sealed segments mapped: readers race the
+/// mapping cache, which unmaps and maps segments again under them.
+#[test]
+fn readers_follow_one_writer_through_a_small_mapping_cache() {
+    follow_one_writer(
+        "readers_follow_one_writer_through_a_small_mapping_cache",
+        small_options(4096, SyncPolicy::Never).mapped_segments_max(2),
+        false,
+    );
+}
+
 #[test]
 fn readers_iterators_and_tailers_follow_one_writer_under_retention() {
     let options = small_options(5000, SyncPolicy::Interval(Duration::from_millis(3))).retention(Retention {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use super::mmap::MappedFile;
 use crate::error::{Damage, Error, Result};
@@ -73,7 +73,7 @@ impl MapCache {
             victims
         };
         for victim in victims {
-            *victim.map.lock() = None;
+            *victim.map.write() = None;
         }
     }
 
@@ -92,7 +92,8 @@ pub(crate) struct MapSlot {
     path: PathBuf,
     /// Device and inode of the file this slot maps.
     identity: (u64, u64),
-    map: Mutex<Option<Arc<MappedFile>>>,
+    /// A read-write lock: concurrent readers of one segment share it.
+    map: RwLock<Option<Arc<MappedFile>>>,
     pinned: AtomicBool,
     last_used: AtomicU64,
     cache: Arc<MapCache>,
@@ -105,7 +106,7 @@ impl MapSlot {
         Ok(Arc::new(MapSlot {
             identity: identity(file, &path)?,
             path,
-            map: Mutex::new(Some(map)),
+            map: RwLock::new(Some(map)),
             pinned: AtomicBool::new(true),
             last_used: AtomicU64::new(0),
             cache: Arc::clone(cache),
@@ -117,7 +118,7 @@ impl MapSlot {
         Ok(Arc::new(MapSlot {
             identity: identity(file, path)?,
             path: path.to_path_buf(),
-            map: Mutex::new(None),
+            map: RwLock::new(None),
             pinned: AtomicBool::new(false),
             last_used: AtomicU64::new(0),
             cache: Arc::clone(cache),
@@ -129,16 +130,17 @@ impl MapSlot {
         &self.path
     }
 
-    /// The mapping, mapping the file again if it was unmapped.
+    /// The mapping, mapping the file again if it was unmapped. The file must
+    /// hold at least `frozen_at_least` bytes.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the file cannot be opened or mapped;
-    /// [`Error::Corrupt`] with [`Damage::MissingRecords`] is left to the
-    /// caller: a file that is gone or replaced is reported as
-    /// [`Error::Io`] with kind `NotFound`.
+    /// [`Error::Io`] (kind `NotFound`) if the file is gone or was replaced
+    /// by another (a truncation or reset rewrote it, retention deleted it),
+    /// or cannot be mapped; [`Error::Corrupt`] ([`Damage::Truncated`]) if
+    /// it is shorter than `frozen_at_least`.
     pub(crate) fn get(self: &Arc<Self>, frozen_at_least: u64) -> Result<Arc<MappedFile>> {
-        if let Some(map) = self.map.lock().as_ref() {
+        if let Some(map) = self.map.read().as_ref() {
             if !self.pinned.load(Ordering::Relaxed) {
                 self.cache.touch(self);
             }
@@ -146,7 +148,7 @@ impl MapSlot {
         }
         let map = self.map_again(frozen_at_least)?;
         {
-            let mut slot = self.map.lock();
+            let mut slot = self.map.write();
             if let Some(existing) = slot.as_ref() {
                 return Ok(Arc::clone(existing));
             }
@@ -169,7 +171,7 @@ impl MapSlot {
     /// Whether the slot holds its mapping now.
     #[cfg(test)]
     pub(crate) fn is_mapped(&self) -> bool {
-        self.map.lock().is_some()
+        self.map.read().is_some()
     }
 
     fn map_again(&self, frozen_at_least: u64) -> Result<Arc<MappedFile>> {
