@@ -14,7 +14,10 @@ pub(crate) mod index_file;
 pub(crate) mod layout;
 pub(crate) mod lock;
 pub(crate) mod mapping;
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "the mapping is the one place raw pointers are needed; see its module docs"
+)]
 pub(crate) mod mmap;
 pub(crate) mod recovery;
 pub(crate) mod scan;
