@@ -489,3 +489,34 @@ fn truncated_active_segments_do_not_pin_their_mappings() {
         mappings_in(dir.path())
     );
 }
+
+/// Found by the model test (seed 4875895444273385264): deleting every
+/// record (all sealed segments, the active one empty) left the epoch
+/// history holding an epoch at the log's end, and the next append of that
+/// epoch then added no entry for its record.
+#[test]
+fn epoch_history_is_empty_once_every_record_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    fill(&log, &[1], 100);
+    // Truncate at the active segment's base: the active segment is empty,
+    // and every record lies in sealed segments, which delete_before drops.
+    let active_base = fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter_map(|name| name.strip_suffix(".log").and_then(|stem| stem.parse::<u64>().ok()))
+        .max()
+        .unwrap();
+    assert!(active_base > 0, "the log spans several segments");
+    log.truncate(active_base).unwrap();
+    assert_eq!(log.epoch_history(), vec![(1, 0)]);
+    assert_eq!(log.delete_before(active_base).unwrap(), active_base);
+    assert_eq!((log.start_offset(), log.next_offset()), (active_base, active_base));
+    assert_eq!(log.epoch_history(), vec![]);
+    log.append(b"again").unwrap();
+    assert_eq!(log.epoch_history(), vec![(1, active_base)]);
+    log.close().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    assert_eq!(log.epoch_history(), vec![(1, active_base)]);
+    assert!(!log.recovery_report().epochs_rebuilt);
+}

@@ -163,6 +163,8 @@ enum Op {
     /// `set_leader_epoch(current + n)`; a negative `n` must be refused.
     SetEpoch(i8),
     EnforceRetention,
+    /// `reset` to an offset around the log (any offset is valid).
+    Reset(At),
 }
 
 fn setup_strategy() -> impl Strategy<Value = Setup> {
@@ -256,6 +258,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         8 => ts_query_strategy().prop_map(Op::Timestamp),
         2 => (-1i8..3).prop_map(Op::SetEpoch),
         1 => Just(Op::EnforceRetention),
+        1 => at_strategy().prop_map(Op::Reset),
     ]
 }
 
@@ -561,7 +564,7 @@ impl Harness {
         self.check_light()?;
         if matches!(
             op,
-            Op::Truncate(_) | Op::DeleteBefore(_) | Op::Reopen(_) | Op::Batch(_) | Op::EnforceRetention
+            Op::Truncate(_) | Op::DeleteBefore(_) | Op::Reopen(_) | Op::Batch(_) | Op::EnforceRetention | Op::Reset(_)
         ) {
             self.check_full()?;
         }
@@ -623,6 +626,20 @@ impl Harness {
                 Ok(())
             }
             Op::DeleteBefore(at) => self.delete_before(at.pick(start, next)),
+            Op::Reset(at) => {
+                let target = at.pick(start, next);
+                self.log().reset(target).map_err(|e| format!("reset({target}): {e}"))?;
+                self.model.start = target;
+                self.model.recs.clear();
+                ensure_eq!(self.log().start_offset(), target, "start_offset after reset({target})");
+                ensure_eq!(self.log().next_offset(), target, "next_offset after reset({target})");
+                ensure_eq!(
+                    self.log().durable_offset(),
+                    target,
+                    "durable_offset after reset({target})"
+                );
+                Ok(())
+            }
             Op::Reopen(how) => self.reopen(how),
             Op::Read(probe) => {
                 let offset = probe.pick(start, next);
@@ -944,6 +961,25 @@ impl Harness {
             let offset = start + i as u64;
             let record = log.read(offset).map_err(|e| format!("read({offset}): {e}"))?;
             same(&record, offset, rec, "full read")?;
+        }
+        // The epoch history: each epoch's first record, as the model has them.
+        let mut epochs: Vec<(u64, u64)> = Vec::new();
+        for (i, rec) in all.iter().enumerate() {
+            if epochs.last().is_none_or(|&(epoch, _)| epoch != rec.epoch) {
+                epochs.push((rec.epoch, start + i as u64));
+            }
+        }
+        ensure_eq!(log.epoch_history(), epochs, "epoch history");
+        for &(epoch, _) in &epochs {
+            let end = epochs
+                .iter()
+                .find(|&&(later, _)| later > epoch)
+                .map_or(next, |&(_, first)| first);
+            ensure_eq!(
+                log.end_offset_for_epoch(epoch),
+                Some((epoch, end)),
+                "end_offset_for_epoch({epoch})"
+            );
         }
         let bases = segment_bases(self.dir.path());
         ensure_eq!(

@@ -386,6 +386,6 @@ impl Shared {
         }
         self.options.notify(|l| l.post_roll(next));
         self.restart_prefault(writer);
-        self.enforce_retention_locked()
+        self.enforce_retention_locked(writer)
     }
 }

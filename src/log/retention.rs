@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{Log, Shared};
+use super::{Log, Shared, Writer};
 use crate::error::Result;
 use crate::storage::fs::sync_dir;
 
@@ -21,7 +21,7 @@ impl Log {
     /// `offset > next_offset()`; [`Error::ReadOnly`](crate::Error::ReadOnly);
     /// [`Error::Io`](crate::Error::Io).
     pub fn delete_before(&self, offset: u64) -> Result<u64> {
-        let _writer = self.shared.lock_writer()?;
+        let mut writer = self.shared.lock_writer()?;
         if offset > self.next_offset() {
             return Err(self.out_of_range(offset));
         }
@@ -30,7 +30,7 @@ impl Log {
             .windows(2)
             .take_while(|pair| pair[1].base_offset() <= offset)
             .count();
-        self.shared.remove_oldest(whole)?;
+        self.shared.remove_oldest(&mut writer, whole)?;
         Ok(self.start_offset())
     }
 
@@ -43,8 +43,8 @@ impl Log {
     /// [`Error::Io`](crate::Error::Io) if a file cannot be removed;
     /// [`Error::ReadOnly`](crate::Error::ReadOnly).
     pub fn enforce_retention(&self) -> Result<u64> {
-        let _writer = self.shared.lock_writer()?;
-        self.shared.enforce_retention_locked()?;
+        let mut writer = self.shared.lock_writer()?;
+        self.shared.enforce_retention_locked(&mut writer)?;
         Ok(self.start_offset())
     }
 }
@@ -53,7 +53,7 @@ impl Shared {
     /// Deletes the `count` oldest segments (never the last one), oldest
     /// first, so a crash midway leaves a contiguous log. The caller holds
     /// the writer lock.
-    fn remove_oldest(&self, count: usize) -> Result<()> {
+    fn remove_oldest(&self, writer: &mut Writer, count: usize) -> Result<()> {
         let segments = self.segments.snapshot();
         let count = count.min(segments.len() - 1);
         if count == 0 {
@@ -68,18 +68,18 @@ impl Shared {
             segment.remove_files()?;
         }
         sync_dir(&self.dir)?;
-        let mut epochs = self.epochs.lock();
-        if epochs.truncate_before(start) {
-            epochs.write(&self.dir, self.log_id)?;
-        }
-        drop(epochs);
+        // An epoch that now starts at the log's end has no record left.
+        let end = self.next_offset.load(Ordering::Acquire);
+        self.cut_epochs(writer, |epochs| {
+            epochs.truncate_before(start) | epochs.truncate_from(end)
+        })?;
         self.options.notify(|l| l.post_delete_segments(start));
         Ok(())
     }
 
     /// Deletes what [`Options::retention`](crate::Options::retention) says
     /// to. The caller holds the writer lock.
-    pub(super) fn enforce_retention_locked(&self) -> Result<()> {
+    pub(super) fn enforce_retention_locked(&self, writer: &mut Writer) -> Result<()> {
         let retention = self.options.retention;
         let segments = self.segments.snapshot();
         let closed = segments.len() - 1;
@@ -98,6 +98,6 @@ impl Shared {
                 count += 1;
             }
         }
-        self.remove_oldest(count)
+        self.remove_oldest(writer, count)
     }
 }

@@ -193,7 +193,7 @@ impl Shared {
     }
 
     /// Applies `cut` to the epoch history and writes it if it changed.
-    fn cut_epochs(
+    pub(super) fn cut_epochs(
         &self,
         writer: &mut Writer,
         cut: impl FnOnce(&mut crate::storage::epochs::EpochHistory) -> bool,
