@@ -374,6 +374,15 @@ fn mappings_in(dir: &Path) -> usize {
         .count()
 }
 
+/// At most `limit` sealed segments mapped, and in all no more mappings of
+/// the log's files than the active segment, the limit, and one that the
+/// last reader's view may still hold.
+fn assert_mappings_bounded(log: &Log, dir: &Path, limit: usize) {
+    assert!(log.mapped_segments() <= limit);
+    let mappings = mappings_in(dir);
+    assert!(mappings <= limit + 2, "{mappings} mappings for a limit of {limit}");
+}
+
 #[test]
 fn mappings_stay_bounded_while_every_segment_stays_readable() {
     let dir = tempfile::tempdir().unwrap();
@@ -409,12 +418,7 @@ fn mappings_stay_bounded_while_every_segment_stays_readable() {
         assert_eq!(log.read(offset).unwrap().value(), value(offset).as_bytes());
         assert!(log.mapped_segments() <= limit);
     }
-    // The active segment, plus the limit, plus one the last reader's view may hold.
-    assert!(
-        mappings_in(dir.path()) <= limit + 2,
-        "{} mappings",
-        mappings_in(dir.path())
-    );
+    assert_mappings_bounded(&log, dir.path(), limit);
 }
 
 #[test]
@@ -482,12 +486,7 @@ fn truncated_active_segments_do_not_pin_their_mappings() {
     for record in log.iter(log.start_offset()) {
         record.unwrap();
     }
-    assert!(log.mapped_segments() <= limit);
-    assert!(
-        mappings_in(dir.path()) <= limit + 2,
-        "{} mappings",
-        mappings_in(dir.path())
-    );
+    assert_mappings_bounded(&log, dir.path(), limit);
 }
 
 /// Found by the model test (seed 4875895444273385264): deleting every
