@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::Log;
 use crate::error::{Error, Result};
-use crate::storage::epochs::EpochHistory;
+use crate::storage::epochs::{EpochHistory, StoredEpochs};
 use crate::storage::recovery::Access;
 use crate::storage::segment::Segment;
 
@@ -83,6 +83,7 @@ impl Log {
 /// (read-write only). Returns it and whether it was rebuilt.
 pub(super) fn load_history(
     dir: &Path,
+    file: &StoredEpochs,
     log_id: u64,
     segments: &[Arc<Segment>],
     access: Access,
@@ -90,7 +91,7 @@ pub(super) fn load_history(
     let start = segments[0].base_offset();
     let end = segments.last().expect("a log always has a segment").next_offset();
     let last_epoch = last_batch_epoch(segments);
-    let stored = match EpochHistory::read(dir, log_id) {
+    let stored = match file.decode(log_id) {
         Ok(stored) => stored,
         // Damaged (or another log's): rebuilt below. (A newer version was
         // refused before recovery changed anything.)

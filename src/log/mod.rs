@@ -27,7 +27,7 @@ use crate::record::Record;
 use crate::storage::background::Prefaulter;
 use crate::storage::checkpoint::Checkpoint;
 use crate::storage::durability::{GroupCommit, LogPosition};
-use crate::storage::epochs::EpochHistory;
+use crate::storage::epochs::{EpochHistory, StoredEpochs};
 use crate::storage::lock::{DirLock, LockMode};
 use crate::storage::mapping::MapCache;
 use crate::storage::recovery::{self, Access, RecoveryReport};
@@ -175,14 +175,15 @@ impl Log {
             Access::ReadOnly => LockMode::Shared,
         };
         let lock = DirLock::acquire(dir, mode)?;
-        EpochHistory::refuse_unknown_version(dir)?;
+        // Read before recovery, which must not start on a newer format.
+        let epochs_file = StoredEpochs::read(dir)?;
         let cache = MapCache::new(options.mapped_segments_max);
         let recovered = recovery::recover(dir, &options, access, &cache)?;
         let mut report = recovered.report;
         let segments = recovered.segments;
         let start_offset = segments[0].base_offset();
         let next_offset = segments.last().expect("at least one segment").next_offset();
-        let (epochs, rebuilt) = epoch::load_history(dir, recovered.log_id, &segments, access)?;
+        let (epochs, rebuilt) = epoch::load_history(dir, &epochs_file, recovered.log_id, &segments, access)?;
         report.epochs_rebuilt = rebuilt;
         let prefaulter = Prefaulter::start(options.prefault_bytes > 0 && recovered.writer.is_some(), dir)?;
         let writer = recovered.writer.map(|active| {

@@ -27,7 +27,7 @@
 //! and a file that is missing, damaged, or disagrees with the last batch's
 //! epoch is rebuilt from the batch headers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::fs::{Durability, read_if_exists, replace_file, write_chunks};
 use super::layout;
@@ -193,30 +193,46 @@ impl EpochHistory {
         Ok(())
     }
 
-    /// Refuses an `epochs` file written by a format version this build does
-    /// not read ([`Damage::UnknownVersion`]), before opening changes
-    /// anything; damage of any other kind is left for the rebuild.
-    pub(crate) fn refuse_unknown_version(dir: &Path) -> Result<()> {
-        let path = dir.join(layout::EPOCHS);
-        let Some(bytes) = read_if_exists(&path)? else {
-            return Ok(());
-        };
-        match header::check(&bytes, HEADER_BYTES, &MAGIC, VERSION) {
-            Err(damage @ Damage::UnknownVersion { .. }) => Err(Error::corrupt(&path, 8, damage)),
-            _ => Ok(()),
-        }
-    }
-
     /// Reads the `epochs` file of `dir`: `Ok(None)` if there is none,
     /// `Err(Corrupt)` if it fails its checks.
+    #[cfg(test)]
     pub(crate) fn read(dir: &Path, log_id: u64) -> Result<Option<EpochHistory>> {
+        StoredEpochs::read(dir)?.decode(log_id)
+    }
+}
+
+/// The bytes of a log's `epochs` file, read once when the log is opened.
+#[derive(Debug)]
+pub(crate) struct StoredEpochs {
+    path: PathBuf,
+    bytes: Option<Vec<u8>>,
+}
+
+impl StoredEpochs {
+    /// Reads the `epochs` file of `dir`, if there is one, and refuses one
+    /// written by a format version this build does not read
+    /// ([`Damage::UnknownVersion`]): called before opening changes anything.
+    /// Damage of any other kind is left for [`StoredEpochs::decode`].
+    pub(crate) fn read(dir: &Path) -> Result<StoredEpochs> {
         let path = dir.join(layout::EPOCHS);
-        let Some(bytes) = read_if_exists(&path)? else {
+        let bytes = read_if_exists(&path)?;
+        if let Some(bytes) = &bytes
+            && let Err(damage @ Damage::UnknownVersion { .. }) = header::check(bytes, HEADER_BYTES, &MAGIC, VERSION)
+        {
+            return Err(Error::corrupt(&path, 8, damage));
+        }
+        Ok(StoredEpochs { path, bytes })
+    }
+
+    /// The history the file holds for log `log_id`: `Ok(None)` if there was
+    /// no file, `Err(Corrupt)` if it fails its checks.
+    pub(crate) fn decode(&self, log_id: u64) -> Result<Option<EpochHistory>> {
+        let Some(bytes) = &self.bytes else {
             return Ok(None);
         };
-        EpochHistory::decode(&bytes, log_id)
+        EpochHistory::decode(bytes, log_id)
             .map(Some)
-            .map_err(|damage| Error::corrupt(&path, 0, damage))
+            .map_err(|damage| Error::corrupt(&self.path, 0, damage))
     }
 }
 
