@@ -278,9 +278,7 @@ impl Segment {
         mut stop: impl FnMut(u64, &BatchHeader) -> bool,
     ) -> Result<Option<(u64, BatchHeader)>> {
         let end = self.end();
-        let data = map
-            .view(0..end.end_position)
-            .ok_or_else(|| Error::corrupt(self.path(), end.end_position, Damage::Truncated))?;
+        let data = self.data(map, end.end_position)?;
         while position < end.end_position {
             let header = self.batch_at(data, position, expected)?;
             if stop(position, &header) {
@@ -350,10 +348,13 @@ impl Segment {
     /// [`Segment::batch_at`] through the mapping, for a caller without a view.
     fn batch_at_mapped(&self, position: u64, expected_base: u64, end_position: u64) -> Result<BatchHeader> {
         let map = self.mapping()?;
-        let data = map
-            .view(0..end_position)
-            .ok_or_else(|| Error::corrupt(self.path(), end_position, Damage::Truncated))?;
-        self.batch_at(data, position, expected_base)
+        self.batch_at(self.data(&map, end_position)?, position, expected_base)
+    }
+
+    /// The segment's bytes `[0, end_position)` in `map`.
+    fn data<'a>(&self, map: &'a MappedFile, end_position: u64) -> Result<&'a [u8]> {
+        map.view(0..end_position)
+            .ok_or_else(|| Error::corrupt(self.path(), end_position, Damage::Truncated))
     }
 
     /// Reads one record; `Ok(None)` if the segment does not hold `offset`.
