@@ -4,6 +4,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::replica_id::ReplicaId;
+
 /// Shorthand for `std::result::Result<T, replog::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -102,6 +104,102 @@ pub enum Error {
         given: u64,
         /// The epoch the log is at.
         current: u64,
+    },
+
+    /// This replica does not lead the log (replication): it refuses
+    /// appends. Nothing was written.
+    #[error("not the leader{}", leader.map(|l| format!(" (the leader is {l})")).unwrap_or_default())]
+    NotLeader {
+        /// The leader this replica follows, when it knows one.
+        leader: Option<ReplicaId>,
+    },
+
+    /// An append with `Acks::All` was refused because the confirmed in-sync
+    /// set is smaller than `min_insync_replicas` (replication). Checked
+    /// before anything is written: nothing was.
+    #[error("{in_sync} replicas in sync, {required} required: append refused, nothing written")]
+    NotEnoughReplicas {
+        /// Size of the confirmed in-sync set.
+        in_sync: usize,
+        /// `ReplicaOptions::min_insync_replicas`.
+        required: usize,
+    },
+
+    /// Records were appended on the leader but the high watermark did not
+    /// cover them within the acknowledgement timeout (replication). They
+    /// may still commit, or be truncated by a later leader: retry with the
+    /// knowledge that they may be duplicated.
+    #[error("records {first_offset}..{next_offset} were appended but not committed in time; they may still commit")]
+    CommitTimeout {
+        /// Offset of the first record appended.
+        first_offset: u64,
+        /// One past the last record appended.
+        next_offset: u64,
+    },
+
+    /// The replica stopped leading while it waited for records it had
+    /// appended to commit (replication). They may still commit (a new
+    /// leader may hold them) or be truncated.
+    #[error("leadership was lost before records {first_offset}..{next_offset} committed; they may still commit")]
+    LeadershipLost {
+        /// Offset of the first record appended.
+        first_offset: u64,
+        /// One past the last record appended.
+        next_offset: u64,
+    },
+
+    /// A follower was told to cut its log below its high watermark
+    /// (replication): committed records are never removed, so it refused
+    /// and changed nothing. It means the leader's log lacks committed
+    /// records (an unclean election) or the response was forged.
+    #[error("refused to truncate to offset {offset}, below the high watermark {high_watermark}")]
+    BelowHighWatermark {
+        /// Where the cut was asked for.
+        offset: u64,
+        /// The replica's high watermark.
+        high_watermark: u64,
+    },
+
+    /// A fetch response does not fit this follower's state (replication):
+    /// it answers another epoch, another position, or a request this
+    /// replica did not make. Nothing changed; fetch again.
+    #[error("fetch response does not fit this replica's state: {reason}")]
+    UnexpectedResponse {
+        /// What does not fit.
+        reason: &'static str,
+    },
+
+    /// Received bytes are not a valid replication message (replication).
+    #[error("invalid replication message at byte {position}: {damage}")]
+    InvalidMessage {
+        /// Byte position of the problem within the message.
+        position: u64,
+        /// What check failed.
+        damage: Damage,
+    },
+
+    /// The directory holds a replica with another id (replication).
+    #[error("the directory holds {stored}, not {given}")]
+    ReplicaMismatch {
+        /// The id stored in the directory.
+        stored: ReplicaId,
+        /// The id given to `Replica::open`.
+        given: ReplicaId,
+    },
+
+    /// A replica could not be reached by the transport (replication).
+    #[error("{replica} is unreachable")]
+    Unreachable {
+        /// The replica that could not be reached.
+        replica: ReplicaId,
+    },
+
+    /// An argument breaks a documented rule (for example an in-sync set
+    /// that does not hold the leader). Nothing changed.
+    #[error("invalid argument: {reason}")]
+    InvalidArgument {
+        /// Which rule it breaks.
+        reason: &'static str,
     },
 
     /// An operating-system call failed.
@@ -211,10 +309,13 @@ impl Error {
         }
     }
 
-    /// The damage found, for [`Error::Corrupt`] and [`Error::InvalidBatch`].
+    /// The damage found, for [`Error::Corrupt`], [`Error::InvalidBatch`] and
+    /// [`Error::InvalidMessage`].
     pub fn damage(&self) -> Option<Damage> {
         match self {
-            Error::Corrupt { damage, .. } | Error::InvalidBatch { damage, .. } => Some(*damage),
+            Error::Corrupt { damage, .. }
+            | Error::InvalidBatch { damage, .. }
+            | Error::InvalidMessage { damage, .. } => Some(*damage),
             _ => None,
         }
     }

@@ -78,6 +78,8 @@ mod log;
 mod options;
 mod read;
 mod record;
+mod replica_id;
+pub mod replication;
 mod storage;
 
 pub use clock::{Clock, SystemClock};
@@ -89,7 +91,7 @@ pub use options::{
     INDEX_INTERVAL_BYTES_MIN, MAPPED_SEGMENTS_MAX_DEFAULT, Options, RECORD_BYTES_MAX_DEFAULT, Retention,
     SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SyncPolicy,
 };
-pub use read::{Batch, BatchRecords, Batches, Iter, RecordRef};
+pub use read::{Batch, BatchRecords, Batches, EncodedRun, Iter, RecordRef};
 pub use record::Record;
 pub use storage::recovery::RecoveryReport;
 

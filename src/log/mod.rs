@@ -7,6 +7,7 @@
 
 mod append;
 mod durability;
+mod encoded;
 mod epoch;
 mod retention;
 mod tail;

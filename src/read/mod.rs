@@ -3,9 +3,12 @@
 
 mod batch;
 mod batches;
+mod encoded;
 mod iter;
 mod walker;
 
 pub use batch::{Batch, BatchRecords, RecordRef};
 pub use batches::Batches;
+pub use encoded::EncodedRun;
+pub(crate) use encoded::encoded_run;
 pub use iter::Iter;

@@ -4,6 +4,7 @@
 //! LOCK                            directory lock (see `lock`)
 //! checkpoint                      recovery point, clean-shutdown flag
 //! epochs                          leader epoch history
+//! replica                         replication state (epoch, high watermark)
 //! <base>.log                      segment (base offset, 20 decimal digits)
 //! <base>.index, <base>.timeindex  the segment's sparse indexes
 //! <any of these>.tmp              a replacement being written (removed at open)
@@ -17,6 +18,8 @@ pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const CHECKPOINT: &str = "checkpoint";
 /// Name of the epoch history file.
 pub(crate) const EPOCHS: &str = "epochs";
+/// Name of the replication state file (`replication::Replica`).
+pub(crate) const REPLICA: &str = "replica";
 
 /// The files that belong to one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +60,7 @@ pub(crate) enum Entry {
     Segment(u64, SegmentFile),
     /// A temporary file the log writes and renames: a leftover of a crash.
     Temp,
-    /// The lock, checkpoint or epoch file.
+    /// The lock, checkpoint, epoch or replica file.
     Metadata,
     /// Not a file of the log: ignored and left alone.
     Foreign,
@@ -72,7 +75,7 @@ pub(crate) fn parse(name: &str) -> Entry {
             _ => Entry::Foreign,
         };
     }
-    if [LOCK, CHECKPOINT, EPOCHS].contains(&name) {
+    if [LOCK, CHECKPOINT, EPOCHS, REPLICA].contains(&name) {
         return Entry::Metadata;
     }
     let Some((stem, extension)) = name.split_once('.') else {

@@ -1,0 +1,201 @@
+//! The follower's side: building a fetch request and applying the
+//! leader's response.
+
+use bytes::Bytes;
+
+use super::messages::{FetchRequest, FetchResponse};
+use super::{Replica, Role};
+use crate::error::{Error, Result};
+use crate::format::BatchHeader;
+
+/// What [`Replica::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Appended `records` records (none when caught up); the high
+    /// watermark is now `high_watermark`.
+    Records {
+        /// Number of records appended.
+        records: u64,
+        /// The follower's high watermark after the response.
+        high_watermark: u64,
+    },
+    /// Cut the records from `offset` on: they diverged from the leader's log.
+    Truncated {
+        /// The follower's new log end.
+        offset: u64,
+    },
+    /// Emptied the log to continue at the leader's start, `offset`.
+    Reset {
+        /// The follower's new log start and end.
+        offset: u64,
+    },
+    /// The leader refused the fetch (`FencedEpoch`, `NotLeader`,
+    /// `UnknownEpoch`); nothing changed. Fetching again is useless until
+    /// the application changes a role or an epoch.
+    Refused,
+}
+
+impl Replica {
+    /// Builds the next fetch for this follower's leader: from its log end,
+    /// with the epoch of its last batch and its current epoch. Under
+    /// `SyncPolicy::Always` every record it applied is durable by then
+    /// (`apply` syncs before it returns), so the leader may count
+    /// `fetch_offset` as durable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] unless this replica follows a known leader.
+    pub fn fetch_request(&self, max_bytes: u64) -> Result<FetchRequest> {
+        let role = self.role.read();
+        if role.role != Role::Follower || role.leader.is_none() {
+            return Err(Error::InvalidArgument {
+                reason: "only a follower of a known leader fetches",
+            });
+        }
+        let log = self.log();
+        Ok(FetchRequest {
+            replica_id: self.id,
+            current_epoch: role.epoch,
+            fetch_offset: log.next_offset(),
+            last_fetched_epoch: log.end_offset_for_epoch(u64::MAX).map_or(0, |(epoch, _)| epoch),
+            max_bytes,
+        })
+    }
+
+    /// Applies the leader's answer to this follower's latest fetch.
+    ///
+    /// - Records: every batch is checked (structure, checksum, contiguous
+    ///   offsets from this log's end, epochs non-decreasing and not above
+    ///   the leader's, size limits) before any is written; then they are
+    ///   appended byte for byte (synced under `SyncPolicy::Always`), the
+    ///   epoch history follows, and only then the high watermark rises to
+    ///   `min(leader's, own log end)`.
+    /// - `Diverging { epoch, end_offset }`: the log is cut at the smaller of
+    ///   `end_offset` and its own end for `epoch` (its epoch history is cut
+    ///   with it), never below the high watermark.
+    /// - `OffsetOutOfRange { log_start }`: the log, which ends below the
+    ///   leader's start, is emptied to continue there.
+    /// - A refusal changes nothing.
+    ///
+    /// A response answers the request it was built for: the transport must
+    /// hand over only the answer to the latest request (as an RPC layer
+    /// that matches responses to requests does), since the divergence
+    /// answers carry no epoch of their own. Records answers are checked
+    /// against the follower's epoch and log end whatever their origin.
+    ///
+    /// # Errors
+    ///
+    /// Nothing changed on any error: [`Error::UnexpectedResponse`] for an
+    /// answer that does not fit this follower (another epoch, not a
+    /// follower, a divergence that cuts nothing, a start it already
+    /// reaches); [`Error::InvalidBatch`], [`Error::RecordTooLarge`],
+    /// [`Error::BatchTooLarge`] for bad batches;
+    /// [`Error::BelowHighWatermark`]; as [`Log::append_encoded`](crate::Log::append_encoded),
+    /// [`Log::truncate`](crate::Log::truncate) and [`Log::reset`](crate::Log::reset)
+    /// for I/O errors.
+    pub fn apply(&self, response: FetchResponse) -> Result<Applied> {
+        let role = self.role.read();
+        if role.role != Role::Follower {
+            return Err(Error::UnexpectedResponse {
+                reason: "this replica is not a follower",
+            });
+        }
+        let _apply = self.apply_lock.lock();
+        match response {
+            FetchResponse::Records {
+                epoch,
+                high_watermark,
+                batches,
+                ..
+            } => {
+                if epoch != role.epoch {
+                    return Err(Error::UnexpectedResponse {
+                        reason: "the records come from a leader of another epoch",
+                    });
+                }
+                self.apply_records(epoch, high_watermark, &batches)
+            }
+            FetchResponse::Diverging { epoch, end_offset } => self.truncate_diverging(epoch, end_offset),
+            FetchResponse::OffsetOutOfRange { log_start } => self.reset_to(log_start),
+            FetchResponse::FencedEpoch | FetchResponse::NotLeader | FetchResponse::UnknownEpoch => Ok(Applied::Refused),
+        }
+    }
+
+    fn apply_records(&self, leader_epoch: u64, leader_high_watermark: u64, batches: &Bytes) -> Result<Applied> {
+        let log = self.log();
+        let before = log.next_offset();
+        if !batches.is_empty() {
+            check_epochs_at_most(batches, leader_epoch)?;
+            log.append_encoded(batches)?;
+        }
+        let end = log.next_offset();
+        self.raise_high_watermark(leader_high_watermark.min(end));
+        Ok(Applied::Records {
+            records: end - before,
+            high_watermark: self.high_watermark(),
+        })
+    }
+
+    fn truncate_diverging(&self, epoch: u64, end_offset: u64) -> Result<Applied> {
+        let log = self.log();
+        let end = log.next_offset();
+        let own_end_for_epoch = log
+            .end_offset_for_epoch(epoch)
+            .map_or(log.start_offset(), |(_, end)| end);
+        let target = end_offset.min(own_end_for_epoch);
+        if target >= end {
+            return Err(Error::UnexpectedResponse {
+                reason: "the divergence it reports cuts nothing from this log",
+            });
+        }
+        let high_watermark = self.high_watermark();
+        if target < high_watermark {
+            return Err(Error::BelowHighWatermark {
+                offset: target,
+                high_watermark,
+            });
+        }
+        if target < log.start_offset() {
+            log.reset(target)?;
+        } else {
+            log.truncate(target)?;
+        }
+        self.settings.listener.truncated(self.id, target, end);
+        Ok(Applied::Truncated { offset: target })
+    }
+
+    fn reset_to(&self, log_start: u64) -> Result<Applied> {
+        let log = self.log();
+        let end = log.next_offset();
+        if end >= log_start {
+            return Err(Error::UnexpectedResponse {
+                reason: "the log already reaches the leader's start",
+            });
+        }
+        let start = log.start_offset();
+        log.reset(log_start)?;
+        self.settings.listener.truncated(self.id, start, end);
+        Ok(Applied::Reset { offset: log_start })
+    }
+}
+
+/// Refuses batches stamped with an epoch above the leader's own: no leader
+/// ships what a later leader wrote. (The full check of every batch is
+/// `Log::append_encoded`'s.)
+fn check_epochs_at_most(batches: &[u8], leader_epoch: u64) -> Result<()> {
+    let mut position = 0usize;
+    while position < batches.len() {
+        let invalid = |damage| Error::InvalidBatch {
+            position: position as u64,
+            damage,
+        };
+        let header = BatchHeader::decode(&batches[position..]).map_err(invalid)?;
+        if header.leader_epoch > leader_epoch {
+            return Err(Error::UnexpectedResponse {
+                reason: "a batch carries an epoch above its leader's",
+            });
+        }
+        position += header.batch_len as usize;
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! The versioned binary encoding of [`FetchRequest`] and [`FetchResponse`]
+//! (specified in `docs/FORMAT.md`, "Replication messages"), so that any
+//! RPC layer can carry them.
+//!
+//! ```text
+//! request (56 bytes)                  response (60-byte header, then batches)
+//!  0 [u8;8] "RPLGFREQ"                 0 [u8;8] "RPLGFRSP"
+//!  8 u32    version (1)                8 u32    version (1)
+//! 12 u64    replica id                12 u32    kind (0 records, 1 diverging, 2 fenced
+//! 20 u64    current epoch                       epoch, 3 not leader, 4 unknown epoch,
+//! 28 u64    fetch offset                        5 offset out of range)
+//! 36 u64    last fetched epoch        16 u64    field a \ records: epoch, high watermark,
+//! 44 u64    max bytes                 24 u64    field b | log start, log end; diverging:
+//! 52 u32    CRC-32 of bytes 0..52     32 u64    field c | epoch, end offset; out of range:
+//!                                     40 u64    field d / log start; unused fields zero
+//!                                     48 u64    length of the batches in bytes
+//!                                     56 u32    CRC-32 of bytes 0..56
+//!                                     60        batches (records only), each with its CRC
+//! ```
+//!
+//! Decoding checks the CRC, the version, every field's range, and every
+//! batch (structure, CRC, contiguous offsets, non-decreasing epochs), so a
+//! flipped bit anywhere is an error. It never panics, and allocates only
+//! the batches, after checking their declared length against the caller's
+//! limit and the input.
+
+use bytes::Bytes;
+
+use super::messages::{FetchRequest, FetchResponse};
+use crate::error::{Damage, Error, Result};
+use crate::format::{BatchHeader, header, read_u32, read_u64, validate_batch, write_u32, write_u64};
+use crate::replica_id::ReplicaId;
+
+const REQUEST_MAGIC: [u8; 8] = *b"RPLGFREQ";
+const RESPONSE_MAGIC: [u8; 8] = *b"RPLGFRSP";
+/// Version of both messages' encoding.
+const VERSION: u32 = 1;
+/// Size of an encoded request.
+pub(crate) const REQUEST_BYTES: usize = 56;
+/// Size of a response's header (the batches follow it).
+pub(crate) const RESPONSE_HEADER_BYTES: usize = 60;
+
+impl FetchRequest {
+    /// The request's bytes (56 of them; see `docs/FORMAT.md`).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![0u8; REQUEST_BYTES];
+        write_u64(&mut out, 12, self.replica_id.0);
+        write_u64(&mut out, 20, self.current_epoch);
+        write_u64(&mut out, 28, self.fetch_offset);
+        write_u64(&mut out, 36, self.last_fetched_epoch);
+        write_u64(&mut out, 44, self.max_bytes);
+        header::seal(&mut out, &REQUEST_MAGIC, VERSION);
+        out
+    }
+
+    /// Decodes a request from exactly the bytes [`FetchRequest::encode`]
+    /// produced. Never panics; allocates nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`] with [`Damage::Truncated`],
+    /// [`Damage::BadLength`] (trailing bytes), [`Damage::BadMagic`],
+    /// [`Damage::ChecksumMismatch`] or [`Damage::UnknownVersion`].
+    pub fn decode(bytes: &[u8]) -> Result<FetchRequest> {
+        let fields = header::check(bytes, REQUEST_BYTES, &REQUEST_MAGIC, VERSION).map_err(invalid(0))?;
+        if bytes.len() != REQUEST_BYTES {
+            return Err(invalid(REQUEST_BYTES as u64)(Damage::BadLength));
+        }
+        Ok(FetchRequest {
+            replica_id: ReplicaId(read_u64(fields, 12)),
+            current_epoch: read_u64(fields, 20),
+            fetch_offset: read_u64(fields, 28),
+            last_fetched_epoch: read_u64(fields, 36),
+            max_bytes: read_u64(fields, 44),
+        })
+    }
+}
+
+/// The kinds of response, as numbered on the wire.
+const RECORDS: u32 = 0;
+const DIVERGING: u32 = 1;
+const FENCED_EPOCH: u32 = 2;
+const NOT_LEADER: u32 = 3;
+const UNKNOWN_EPOCH: u32 = 4;
+const OFFSET_OUT_OF_RANGE: u32 = 5;
+
+impl FetchResponse {
+    /// The response's bytes: a 60-byte header, then (for records) the
+    /// batches as stored. Copies the batches once.
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, fields, batches): (u32, [u64; 4], &[u8]) = match self {
+            FetchResponse::Records {
+                epoch,
+                high_watermark,
+                log_start,
+                log_end,
+                batches,
+            } => (RECORDS, [*epoch, *high_watermark, *log_start, *log_end], batches),
+            FetchResponse::Diverging { epoch, end_offset } => (DIVERGING, [*epoch, *end_offset, 0, 0], &[]),
+            FetchResponse::FencedEpoch => (FENCED_EPOCH, [0; 4], &[]),
+            FetchResponse::NotLeader => (NOT_LEADER, [0; 4], &[]),
+            FetchResponse::UnknownEpoch => (UNKNOWN_EPOCH, [0; 4], &[]),
+            FetchResponse::OffsetOutOfRange { log_start } => (OFFSET_OUT_OF_RANGE, [*log_start, 0, 0, 0], &[]),
+        };
+        let mut out = vec![0u8; RESPONSE_HEADER_BYTES + batches.len()];
+        write_u32(&mut out, 12, kind);
+        for (i, field) in fields.iter().enumerate() {
+            write_u64(&mut out, 16 + 8 * i, *field);
+        }
+        write_u64(&mut out, 48, batches.len() as u64);
+        header::seal(&mut out[..RESPONSE_HEADER_BYTES], &RESPONSE_MAGIC, VERSION);
+        out[RESPONSE_HEADER_BYTES..].copy_from_slice(batches);
+        out
+    }
+
+    /// Decodes a response from the bytes [`FetchResponse::encode`]
+    /// produced, taking at most `max_bytes` of batches (the limit the
+    /// follower asked for, or any larger one it accepts). Checks every
+    /// batch. Never panics; allocates only the batches, after checking
+    /// their length against `max_bytes` and the input.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`] with the [`Damage`] found:
+    /// [`Damage::Truncated`], [`Damage::BadMagic`],
+    /// [`Damage::ChecksumMismatch`] (in the header or a batch),
+    /// [`Damage::UnknownVersion`], [`Damage::BadLength`] (batches over
+    /// `max_bytes`, trailing bytes, an unknown kind, non-zero unused
+    /// fields), [`Damage::OutOfBounds`] (positions that contradict each
+    /// other, or batches outside the leader's range),
+    /// [`Damage::UnexpectedOffset`] (batches that are not contiguous),
+    /// [`Damage::EpochRegression`].
+    pub fn decode(bytes: &[u8], max_bytes: u64) -> Result<FetchResponse> {
+        let head = header::check(bytes, RESPONSE_HEADER_BYTES, &RESPONSE_MAGIC, VERSION).map_err(invalid(0))?;
+        let kind = read_u32(head, 12);
+        let [a, b, c, d] = [0, 1, 2, 3].map(|i| read_u64(head, 16 + 8 * i));
+        let batches_len = read_u64(head, 48);
+        let body = &bytes[RESPONSE_HEADER_BYTES..];
+        if batches_len > max_bytes || batches_len != body.len() as u64 {
+            return Err(invalid(48)(Damage::BadLength));
+        }
+        let unused_zero = |used: usize| {
+            let fields = [a, b, c, d];
+            if fields[used..].iter().any(|f| *f != 0) || (kind != RECORDS && batches_len != 0) {
+                return Err(invalid(16)(Damage::BadLength));
+            }
+            Ok(())
+        };
+        let response = match kind {
+            RECORDS => decode_records(a, b, c, d, body)?,
+            DIVERGING => {
+                unused_zero(2)?;
+                FetchResponse::Diverging {
+                    epoch: a,
+                    end_offset: b,
+                }
+            }
+            FENCED_EPOCH => unused_zero(0).map(|()| FetchResponse::FencedEpoch)?,
+            NOT_LEADER => unused_zero(0).map(|()| FetchResponse::NotLeader)?,
+            UNKNOWN_EPOCH => unused_zero(0).map(|()| FetchResponse::UnknownEpoch)?,
+            OFFSET_OUT_OF_RANGE => {
+                unused_zero(1)?;
+                FetchResponse::OffsetOutOfRange { log_start: a }
+            }
+            _ => return Err(invalid(12)(Damage::BadLength)),
+        };
+        Ok(response)
+    }
+}
+
+fn decode_records(epoch: u64, high_watermark: u64, log_start: u64, log_end: u64, body: &[u8]) -> Result<FetchResponse> {
+    if log_start > log_end || high_watermark > log_end {
+        return Err(invalid(16)(Damage::OutOfBounds));
+    }
+    let (first, next) = check_batches(body)?;
+    if !body.is_empty() && (first < log_start || next > log_end) {
+        return Err(invalid(RESPONSE_HEADER_BYTES as u64)(Damage::OutOfBounds));
+    }
+    Ok(FetchResponse::Records {
+        epoch,
+        high_watermark,
+        log_start,
+        log_end,
+        batches: Bytes::copy_from_slice(body),
+    })
+}
+
+/// Checks that `body` is whole, contiguous batches with non-decreasing
+/// epochs; returns the first offset and one past the last (`(0, 0)` when
+/// empty).
+pub(crate) fn check_batches(body: &[u8]) -> Result<(u64, u64)> {
+    let mut position = 0usize;
+    let mut range: Option<(u64, u64)> = None;
+    let mut last_epoch = 0;
+    while position < body.len() {
+        let at = invalid((RESPONSE_HEADER_BYTES + position) as u64);
+        let rest = &body[position..];
+        let expected = match range {
+            Some((_, next)) => next,
+            None => BatchHeader::decode(rest).map_err(at)?.base_offset,
+        };
+        let header = validate_batch(rest, expected).map_err(at)?;
+        if header.leader_epoch < last_epoch {
+            return Err(at(Damage::EpochRegression {
+                previous: last_epoch,
+                found: header.leader_epoch,
+            }));
+        }
+        last_epoch = header.leader_epoch;
+        range = Some((range.map_or(header.base_offset, |r| r.0), header.next_offset()));
+        position += header.batch_len as usize;
+    }
+    Ok(range.unwrap_or((0, 0)))
+}
+
+/// Builds an `InvalidMessage` error at `position`.
+fn invalid(position: u64) -> impl Fn(Damage) -> Error + Copy {
+    move |damage| Error::InvalidMessage { position, damage }
+}
