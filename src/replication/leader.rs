@@ -12,9 +12,11 @@ struct Progress {
     /// The follower's log end from its last valid fetch of this epoch
     /// (`None` before one): what it holds, under its sync policy.
     end: Option<u64>,
-    /// When it last fetched from at or beyond the leader's log end (by the
-    /// log's clock, ms); `None` after it lost data it had reported.
+    /// The last time it was caught up (by the log's clock, ms); `None`
+    /// after it lost data it had reported.
     caught_up_ms: Option<i64>,
+    /// When it last fetched, and the leader's log end then.
+    last_fetch: Option<(i64, u64)>,
 }
 
 /// A proposed in-sync set, not yet confirmed by the application.
@@ -59,6 +61,7 @@ impl LeaderState {
                 let progress = Progress {
                     end: None,
                     caught_up_ms: Some(now_ms),
+                    last_fetch: None,
                 };
                 (*id, progress)
             })
@@ -90,7 +93,15 @@ impl LeaderState {
 
     /// Takes a valid fetch of `follower` at `fetch_offset` (checked against
     /// the leader's epoch history) while the leader's log ends at
-    /// `leader_end`. A follower whose end went back lost data it had
+    /// `leader_end`.
+    ///
+    /// As in Kafka, a follower is caught up now if it fetches from the
+    /// leader's end, and was caught up at its previous fetch if it now
+    /// fetches from at least where the leader's log ended then: under a
+    /// steady stream of appends a healthy follower is never exactly at the
+    /// end, but always reaches where the end was one fetch ago.
+    ///
+    /// A follower whose end went back lost data it had
     /// reported (a crash under a weak sync policy): it is treated as
     /// lagging, so it leaves the in-sync set and rejoins when caught up.
     /// Fetches from replicas outside the assignment are not counted.
@@ -104,7 +115,12 @@ impl LeaderState {
             progress.caught_up_ms = None;
         } else if fetch_offset >= leader_end {
             progress.caught_up_ms = Some(now_ms);
+        } else if let Some((previous_ms, previous_end)) = progress.last_fetch
+            && fetch_offset >= previous_end
+        {
+            progress.caught_up_ms = progress.caught_up_ms.max(Some(previous_ms));
         }
+        progress.last_fetch = Some((now_ms, leader_end));
     }
 
     /// The high watermark the members' progress allows, given the leader's
@@ -256,6 +272,18 @@ mod tests {
         leader.confirm(&[A, B]);
         leader.record_fetch(C, 20, 20, 4);
         assert_eq!(leader.isr_change(20, 5, 1_000), Some(vec![A, B, C]));
+    }
+
+    #[test]
+    fn a_follower_that_reaches_where_the_end_was_at_its_last_fetch_is_caught_up() {
+        let mut leader = state(&[A, B, C]);
+        // B never fetches from the very end, but always reaches where the
+        // end was at its previous fetch; C falls behind.
+        for (i, now) in (0..10u64).map(|i| (i, 1 + i as i64 * 400)) {
+            leader.record_fetch(B, 10 + i * 5, 15 + i * 5, now);
+            leader.record_fetch(C, 10, 15 + i * 5, now);
+        }
+        assert_eq!(leader.isr_change(10, 3_700, 1_000), Some(vec![A, B]));
     }
 
     #[test]
