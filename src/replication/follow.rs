@@ -52,19 +52,28 @@ impl Replica {
                 reason: "only a follower of a known leader fetches",
             });
         }
-        let log = self.log();
+        let (fetch_offset, last_fetched_epoch) = self.log_position();
         Ok(FetchRequest {
             replica_id: self.id,
             current_epoch: role.epoch,
-            fetch_offset: log.next_offset(),
-            last_fetched_epoch: log.end_offset_for_epoch(u64::MAX).map_or(0, |(epoch, _)| epoch),
+            fetch_offset,
+            last_fetched_epoch,
             max_bytes,
         })
     }
 
+    /// Where the log ends and the epoch of its last batch (0 if empty).
+    fn log_position(&self) -> (u64, u64) {
+        let log = self.log();
+        let last_epoch = log.end_offset_for_epoch(u64::MAX).map_or(0, |(epoch, _)| epoch);
+        (log.next_offset(), last_epoch)
+    }
+
     /// Applies the leader's answer to this follower's latest fetch.
     ///
-    /// - Records: every batch is checked (structure, checksum, contiguous
+    /// - Records, if they answer the log's current position (its end and last
+    ///   epoch, as the response repeats them) in the follower's epoch: every
+    ///   batch is checked (structure, checksum, contiguous
     ///   offsets from this log's end, epochs non-decreasing and not above
     ///   the leader's, size limits) before any is written; then they are
     ///   appended byte for byte (synced under `SyncPolicy::Always`), the
@@ -79,16 +88,18 @@ impl Replica {
     ///
     /// A response answers the request it was built for: the transport must
     /// hand over only the answer to the latest request (as an RPC layer
-    /// that matches responses to requests does), since the divergence
-    /// answers carry no epoch of their own. Records answers are checked
-    /// against the follower's epoch and log end whatever their origin.
+    /// that matches responses to requests does), since `Diverging` and
+    /// `OffsetOutOfRange` carry neither an epoch nor the position they
+    /// answer. Records answers repeat both and are checked against the
+    /// follower's state whatever their origin, so a late or duplicated one
+    /// is refused.
     ///
     /// # Errors
     ///
     /// Nothing changed on any error: [`Error::UnexpectedResponse`] for an
-    /// answer that does not fit this follower (another epoch, not a
-    /// follower, a divergence that cuts nothing, a start it already
-    /// reaches); [`Error::InvalidBatch`], [`Error::RecordTooLarge`],
+    /// answer that does not fit this follower (another epoch, another
+    /// position, not a follower, a divergence that cuts nothing, a start it
+    /// already reaches); [`Error::InvalidBatch`], [`Error::RecordTooLarge`],
     /// [`Error::BatchTooLarge`] for bad batches;
     /// [`Error::BelowHighWatermark`]; as [`Log::append_encoded`](crate::Log::append_encoded),
     /// [`Log::truncate`](crate::Log::truncate) and [`Log::reset`](crate::Log::reset)
@@ -104,6 +115,8 @@ impl Replica {
         match response {
             FetchResponse::Records {
                 epoch,
+                fetch_offset,
+                last_fetched_epoch,
                 high_watermark,
                 batches,
                 ..
@@ -111,6 +124,11 @@ impl Replica {
                 if epoch != role.epoch {
                     return Err(Error::UnexpectedResponse {
                         reason: "the records come from a leader of another epoch",
+                    });
+                }
+                if (fetch_offset, last_fetched_epoch) != self.log_position() {
+                    return Err(Error::UnexpectedResponse {
+                        reason: "the records answer a fetch from another position of the log",
                     });
                 }
                 self.apply_records(epoch, high_watermark, &batches)

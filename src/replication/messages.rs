@@ -38,9 +38,19 @@ pub enum FetchResponse {
     /// The leader's stored batches from the request's `fetch_offset`, byte
     /// for byte (on the leader, a zero-copy view of its mapping), and where
     /// the leader stands. `batches` is empty when the follower is caught up.
+    ///
+    /// It repeats the position it answers (`fetch_offset`,
+    /// `last_fetched_epoch`, which the leader checked against its log), so
+    /// a follower applies it only while its log still ends there with that
+    /// epoch: a late or misdelivered answer is refused, never appended
+    /// after records it was not checked against.
     Records {
         /// The leader's epoch.
         epoch: u64,
+        /// The `fetch_offset` of the request answered: where `batches` start.
+        fetch_offset: u64,
+        /// The `last_fetched_epoch` of the request answered.
+        last_fetched_epoch: u64,
         /// The leader's high watermark: every offset below it is committed.
         high_watermark: u64,
         /// The leader's first offset.

@@ -140,6 +140,8 @@ impl Replica {
         let log_end = log.next_offset();
         FetchResponse::Records {
             epoch,
+            fetch_offset: request.fetch_offset,
+            last_fetched_epoch: request.last_fetched_epoch,
             high_watermark,
             log_start,
             log_end,

@@ -3,19 +3,20 @@
 //! RPC layer can carry them.
 //!
 //! ```text
-//! request (56 bytes)                  response (60-byte header, then batches)
+//! request (56 bytes)                  response (76-byte header, then batches)
 //!  0 [u8;8] "RPLGFREQ"                 0 [u8;8] "RPLGFRSP"
 //!  8 u32    version (1)                8 u32    version (1)
 //! 12 u64    replica id                12 u32    kind (0 records, 1 diverging, 2 fenced
 //! 20 u64    current epoch                       epoch, 3 not leader, 4 unknown epoch,
 //! 28 u64    fetch offset                        5 offset out of range)
-//! 36 u64    last fetched epoch        16 u64    field a \ records: epoch, high watermark,
-//! 44 u64    max bytes                 24 u64    field b | log start, log end; diverging:
-//! 52 u32    CRC-32 of bytes 0..52     32 u64    field c | epoch, end offset; out of range:
-//!                                     40 u64    field d / log start; unused fields zero
-//!                                     48 u64    length of the batches in bytes
-//!                                     56 u32    CRC-32 of bytes 0..56
-//!                                     60        batches (records only), each with its CRC
+//! 36 u64    last fetched epoch        16 u64    fields a..f: records: epoch, fetch
+//! 44 u64    max bytes                    ..     offset, last fetched epoch, high
+//! 52 u32    CRC-32 of bytes 0..52     56        watermark, log start, log end;
+//!                                               diverging: epoch, end offset; out
+//!                                               of range: log start; unused zero
+//!                                     64 u64    length of the batches in bytes
+//!                                     72 u32    CRC-32 of bytes 0..72
+//!                                     76        batches (records only), each with its CRC
 //! ```
 //!
 //! Decoding checks the CRC, the version, every field's range, and every
@@ -38,7 +39,9 @@ const VERSION: u32 = 1;
 /// Size of an encoded request.
 pub(crate) const REQUEST_BYTES: usize = 56;
 /// Size of a response's header (the batches follow it).
-pub(crate) const RESPONSE_HEADER_BYTES: usize = 60;
+pub(crate) const RESPONSE_HEADER_BYTES: usize = 76;
+/// Number of `u64` fields in a response header.
+const RESPONSE_FIELDS: usize = 6;
 
 impl FetchRequest {
     /// The request's bytes (56 of them; see `docs/FORMAT.md`).
@@ -85,29 +88,42 @@ const UNKNOWN_EPOCH: u32 = 4;
 const OFFSET_OUT_OF_RANGE: u32 = 5;
 
 impl FetchResponse {
-    /// The response's bytes: a 60-byte header, then (for records) the
+    /// The response's bytes: a 76-byte header, then (for records) the
     /// batches as stored. Copies the batches once.
     pub fn encode(&self) -> Vec<u8> {
-        let (kind, fields, batches): (u32, [u64; 4], &[u8]) = match self {
+        let none = [0; RESPONSE_FIELDS];
+        let (kind, fields, batches): (u32, [u64; RESPONSE_FIELDS], &[u8]) = match self {
             FetchResponse::Records {
                 epoch,
+                fetch_offset,
+                last_fetched_epoch,
                 high_watermark,
                 log_start,
                 log_end,
                 batches,
-            } => (RECORDS, [*epoch, *high_watermark, *log_start, *log_end], batches),
-            FetchResponse::Diverging { epoch, end_offset } => (DIVERGING, [*epoch, *end_offset, 0, 0], &[]),
-            FetchResponse::FencedEpoch => (FENCED_EPOCH, [0; 4], &[]),
-            FetchResponse::NotLeader => (NOT_LEADER, [0; 4], &[]),
-            FetchResponse::UnknownEpoch => (UNKNOWN_EPOCH, [0; 4], &[]),
-            FetchResponse::OffsetOutOfRange { log_start } => (OFFSET_OUT_OF_RANGE, [*log_start, 0, 0, 0], &[]),
+            } => {
+                let fields = [
+                    *epoch,
+                    *fetch_offset,
+                    *last_fetched_epoch,
+                    *high_watermark,
+                    *log_start,
+                    *log_end,
+                ];
+                (RECORDS, fields, batches)
+            }
+            FetchResponse::Diverging { epoch, end_offset } => (DIVERGING, [*epoch, *end_offset, 0, 0, 0, 0], &[]),
+            FetchResponse::FencedEpoch => (FENCED_EPOCH, none, &[]),
+            FetchResponse::NotLeader => (NOT_LEADER, none, &[]),
+            FetchResponse::UnknownEpoch => (UNKNOWN_EPOCH, none, &[]),
+            FetchResponse::OffsetOutOfRange { log_start } => (OFFSET_OUT_OF_RANGE, [*log_start, 0, 0, 0, 0, 0], &[]),
         };
         let mut out = vec![0u8; RESPONSE_HEADER_BYTES + batches.len()];
         write_u32(&mut out, 12, kind);
         for (i, field) in fields.iter().enumerate() {
             write_u64(&mut out, 16 + 8 * i, *field);
         }
-        write_u64(&mut out, 48, batches.len() as u64);
+        write_u64(&mut out, 16 + 8 * RESPONSE_FIELDS, batches.len() as u64);
         header::seal(&mut out[..RESPONSE_HEADER_BYTES], &RESPONSE_MAGIC, VERSION);
         out[RESPONSE_HEADER_BYTES..].copy_from_slice(batches);
         out
@@ -133,21 +149,22 @@ impl FetchResponse {
     pub fn decode(bytes: &[u8], max_bytes: u64) -> Result<FetchResponse> {
         let head = header::check(bytes, RESPONSE_HEADER_BYTES, &RESPONSE_MAGIC, VERSION).map_err(invalid(0))?;
         let kind = read_u32(head, 12);
-        let [a, b, c, d] = [0, 1, 2, 3].map(|i| read_u64(head, 16 + 8 * i));
-        let batches_len = read_u64(head, 48);
+        let fields: [u64; RESPONSE_FIELDS] = std::array::from_fn(|i| read_u64(head, 16 + 8 * i));
+        let length_at = 16 + 8 * RESPONSE_FIELDS;
+        let batches_len = read_u64(head, length_at);
         let body = &bytes[RESPONSE_HEADER_BYTES..];
         if batches_len > max_bytes || batches_len != body.len() as u64 {
-            return Err(invalid(48)(Damage::BadLength));
+            return Err(invalid(length_at as u64)(Damage::BadLength));
         }
+        let [a, b, ..] = fields;
         let unused_zero = |used: usize| {
-            let fields = [a, b, c, d];
             if fields[used..].iter().any(|f| *f != 0) || (kind != RECORDS && batches_len != 0) {
                 return Err(invalid(16)(Damage::BadLength));
             }
             Ok(())
         };
         let response = match kind {
-            RECORDS => decode_records(a, b, c, d, body)?,
+            RECORDS => decode_records(fields, body)?,
             DIVERGING => {
                 unused_zero(2)?;
                 FetchResponse::Diverging {
@@ -168,16 +185,28 @@ impl FetchResponse {
     }
 }
 
-fn decode_records(epoch: u64, high_watermark: u64, log_start: u64, log_end: u64, body: &[u8]) -> Result<FetchResponse> {
-    if log_start > log_end || high_watermark > log_end {
+fn decode_records(fields: [u64; RESPONSE_FIELDS], body: &[u8]) -> Result<FetchResponse> {
+    let [
+        epoch,
+        fetch_offset,
+        last_fetched_epoch,
+        high_watermark,
+        log_start,
+        log_end,
+    ] = fields;
+    let inconsistent =
+        log_start > log_end || high_watermark > log_end || fetch_offset > log_end || last_fetched_epoch > epoch;
+    if inconsistent {
         return Err(invalid(16)(Damage::OutOfBounds));
     }
     let (first, next) = check_batches(body)?;
-    if !body.is_empty() && (first < log_start || next > log_end) {
+    if !body.is_empty() && (first != fetch_offset || next > log_end) {
         return Err(invalid(RESPONSE_HEADER_BYTES as u64)(Damage::OutOfBounds));
     }
     Ok(FetchResponse::Records {
         epoch,
+        fetch_offset,
+        last_fetched_epoch,
         high_watermark,
         log_start,
         log_end,

@@ -139,6 +139,8 @@ fn a_corrupt_batch_is_refused_and_changes_nothing() {
     let response = leader.handle_fetch(&follower.fetch_request(MAX_BYTES).unwrap());
     let FetchResponse::Records {
         epoch,
+        fetch_offset,
+        last_fetched_epoch,
         high_watermark,
         log_start,
         log_end,
@@ -152,6 +154,8 @@ fn a_corrupt_batch_is_refused_and_changes_nothing() {
         flipped[position] ^= 0x10;
         let forged = FetchResponse::Records {
             epoch,
+            fetch_offset,
+            last_fetched_epoch,
             high_watermark,
             log_start,
             log_end,
@@ -171,6 +175,8 @@ fn records_that_do_not_continue_the_log_are_refused() {
     let batch = codec::encode_batch_to_vec(&[NewRecord::new(b"far")], 5, 1, 0);
     let forged = FetchResponse::Records {
         epoch: 1,
+        fetch_offset: 0,
+        last_fetched_epoch: 0,
         high_watermark: 6,
         log_start: 0,
         log_end: 6,
@@ -194,6 +200,8 @@ fn batches_of_a_later_epoch_than_their_leader_are_refused() {
     let batch = codec::encode_batch_to_vec(&[NewRecord::new(b"future")], 0, 7, 0);
     let forged = FetchResponse::Records {
         epoch: 1,
+        fetch_offset: 0,
+        last_fetched_epoch: 0,
         high_watermark: 0,
         log_start: 0,
         log_end: 1,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use replog::Error;
-use replog::replication::{Acks, Applied, FetchResponse};
+use replog::replication::{Acks, Applied, FetchRequest, FetchResponse};
 
 use super::*;
 
@@ -59,6 +59,20 @@ fn the_high_watermark_rises_only_over_records_that_match_the_leader() {
     append_values(a, &["new1", "new2", "new3"]);
     catch_up(c, a);
     assert_eq!(a.high_watermark(), 4);
+    // An answer to a fetch from another position (3, epoch 2) reaches B,
+    // whose log also ends at 3 but with its divergent epoch-1 records: it
+    // must neither be appended after them nor raise B's high watermark.
+    let elsewhere = FetchRequest {
+        replica_id: C,
+        current_epoch: 2,
+        fetch_offset: 3,
+        last_fetched_epoch: 2,
+        max_bytes: MAX_BYTES,
+    };
+    let misdelivered = a.handle_fetch(&elsewhere);
+    assert_eq!(records(&misdelivered).1, 4);
+    assert!(matches!(b.apply(misdelivered), Err(Error::UnexpectedResponse { .. })));
+    assert_eq!((b.log().next_offset(), b.high_watermark()), (3, 1), "as before");
     // B fetches step by step; after every step its committed records are
     // the leader's.
     for _ in 0..10 {
@@ -199,6 +213,8 @@ fn a_zombie_leaders_writes_are_never_acknowledged_nor_replicated() {
     assert_eq!(zombie_answer, FetchResponse::UnknownEpoch);
     let stale = FetchResponse::Records {
         epoch: 1,
+        fetch_offset: 1,
+        last_fetched_epoch: 1,
         high_watermark: 2,
         log_start: 0,
         log_end: 2,
