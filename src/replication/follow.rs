@@ -35,6 +35,13 @@ pub enum Applied {
     Refused,
 }
 
+/// What `apply` must tell the listener once its locks are released.
+enum Effect {
+    None,
+    Raised(u64),
+    Removed { from: u64, to: u64 },
+}
+
 impl Replica {
     /// Builds the next fetch for this follower's leader: from its log end,
     /// with the epoch of its last batch and its current epoch. Under
@@ -105,6 +112,17 @@ impl Replica {
     /// [`Log::truncate`](crate::Log::truncate) and [`Log::reset`](crate::Log::reset)
     /// for I/O errors.
     pub fn apply(&self, response: FetchResponse) -> Result<Applied> {
+        let (applied, effect) = self.apply_locked(response)?;
+        // Listeners run with no lock held (see `ReplicaListener`).
+        match effect {
+            Effect::Raised(high_watermark) => self.announce_high_watermark(high_watermark),
+            Effect::Removed { from, to } => self.settings.listener.truncated(self.id, from, to),
+            Effect::None => {}
+        }
+        Ok(applied)
+    }
+
+    fn apply_locked(&self, response: FetchResponse) -> Result<(Applied, Effect)> {
         let role = self.role.read();
         if role.role != Role::Follower {
             return Err(Error::UnexpectedResponse {
@@ -135,11 +153,18 @@ impl Replica {
             }
             FetchResponse::Diverging { epoch, end_offset } => self.truncate_diverging(epoch, end_offset),
             FetchResponse::OffsetOutOfRange { log_start } => self.reset_to(log_start),
-            FetchResponse::FencedEpoch | FetchResponse::NotLeader | FetchResponse::UnknownEpoch => Ok(Applied::Refused),
+            FetchResponse::FencedEpoch | FetchResponse::NotLeader | FetchResponse::UnknownEpoch => {
+                Ok((Applied::Refused, Effect::None))
+            }
         }
     }
 
-    fn apply_records(&self, leader_epoch: u64, leader_high_watermark: u64, batches: &Bytes) -> Result<Applied> {
+    fn apply_records(
+        &self,
+        leader_epoch: u64,
+        leader_high_watermark: u64,
+        batches: &Bytes,
+    ) -> Result<(Applied, Effect)> {
         let log = self.log();
         let before = log.next_offset();
         if !batches.is_empty() {
@@ -147,14 +172,20 @@ impl Replica {
             log.append_encoded(batches)?;
         }
         let end = log.next_offset();
-        self.raise_high_watermark(leader_high_watermark.min(end));
-        Ok(Applied::Records {
+        let candidate = leader_high_watermark.min(end);
+        let effect = if self.raise_high_watermark(candidate) {
+            Effect::Raised(candidate)
+        } else {
+            Effect::None
+        };
+        let applied = Applied::Records {
             records: end - before,
             high_watermark: self.high_watermark(),
-        })
+        };
+        Ok((applied, effect))
     }
 
-    fn truncate_diverging(&self, epoch: u64, end_offset: u64) -> Result<Applied> {
+    fn truncate_diverging(&self, epoch: u64, end_offset: u64) -> Result<(Applied, Effect)> {
         let log = self.log();
         let end = log.next_offset();
         let own_end_for_epoch = log
@@ -178,11 +209,11 @@ impl Replica {
         } else {
             log.truncate(target)?;
         }
-        self.settings.listener.truncated(self.id, target, end);
-        Ok(Applied::Truncated { offset: target })
+        let removed = Effect::Removed { from: target, to: end };
+        Ok((Applied::Truncated { offset: target }, removed))
     }
 
-    fn reset_to(&self, log_start: u64) -> Result<Applied> {
+    fn reset_to(&self, log_start: u64) -> Result<(Applied, Effect)> {
         let log = self.log();
         let end = log.next_offset();
         if end >= log_start {
@@ -192,8 +223,8 @@ impl Replica {
         }
         let start = log.start_offset();
         log.reset(log_start)?;
-        self.settings.listener.truncated(self.id, start, end);
-        Ok(Applied::Reset { offset: log_start })
+        let removed = Effect::Removed { from: start, to: end };
+        Ok((Applied::Reset { offset: log_start }, removed))
     }
 }
 

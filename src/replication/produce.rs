@@ -58,30 +58,31 @@ impl Replica {
             }
         }
         let first_offset = self.log().append_records(records)?;
-        let generation = self.role_generation.load(Ordering::SeqCst);
+        let epoch = role.epoch;
         drop(role);
         self.update_high_watermark();
         if acks == Acks::Leader {
             return Ok(first_offset);
         }
         let next_offset = first_offset + records.len() as u64;
-        self.wait_for_commit(first_offset, next_offset, generation)?;
+        self.wait_for_commit(first_offset, next_offset, epoch)?;
         Ok(first_offset)
     }
 
     /// Waits until the high watermark reaches `next_offset`, checking the
-    /// in-sync set now and then.
-    fn wait_for_commit(&self, first_offset: u64, next_offset: u64, generation: u64) -> Result<()> {
+    /// in-sync set now and then, as long as the replica leads `epoch`.
+    fn wait_for_commit(&self, first_offset: u64, next_offset: u64, epoch: u64) -> Result<()> {
         let deadline = Instant::now() + self.settings.ack_timeout;
         loop {
             let tick = (Instant::now() + ACK_WAIT_TICK).min(deadline);
+            let generation = self.role_generation.load(Ordering::SeqCst);
             let role_changed = || self.role_generation.load(Ordering::SeqCst) != generation;
             self.notifier
                 .wait_until(tick, || self.high_watermark() >= next_offset || role_changed());
             if self.high_watermark() >= next_offset {
                 return Ok(());
             }
-            if role_changed() {
+            if self.epoch() != epoch || self.role() != Role::Leader {
                 return Err(Error::LeadershipLost {
                     first_offset,
                     next_offset,
@@ -146,8 +147,10 @@ impl Replica {
             let proposal = state.isr_change(high_watermark, now_ms, self.settings.replica_lag_max_ms);
             (candidate, proposal, role.epoch)
         };
-        if let Some(candidate) = candidate {
-            self.raise_high_watermark(candidate);
+        if let Some(candidate) = candidate
+            && self.raise_high_watermark(candidate)
+        {
+            self.announce_high_watermark(candidate);
         }
         if let Some(proposal) = proposal {
             self.settings.listener.isr_change_proposed(self.id, epoch, &proposal);

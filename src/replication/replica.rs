@@ -61,6 +61,9 @@ pub struct Replica {
     /// Serializes `apply`.
     pub(super) apply_lock: Mutex<()>,
     pub(super) high_watermark: AtomicU64,
+    /// `role.epoch`, readable without the role lock (which a thread holding
+    /// it shared must not take again: a waiting writer would deadlock it).
+    pub(super) epoch: AtomicU64,
     /// Bumped at every role change, so waiters notice one.
     pub(super) role_generation: AtomicU64,
     pub(super) notifier: Arc<Notifier>,
@@ -203,6 +206,7 @@ impl Replica {
             leader: Mutex::new(None),
             apply_lock: Mutex::new(()),
             high_watermark: AtomicU64::new(high_watermark),
+            epoch: AtomicU64::new(epoch),
             role_generation: AtomicU64::new(0),
             notifier,
             persisted: Mutex::new(Persisted {
@@ -234,9 +238,9 @@ impl Replica {
         self.high_watermark.load(Ordering::SeqCst)
     }
 
-    /// The replica's current leader epoch.
+    /// The replica's current leader epoch. Lock-free.
     pub fn epoch(&self) -> u64 {
-        self.role.read().epoch
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// The replica's role in its current epoch.
@@ -295,9 +299,9 @@ impl Replica {
         let already = role.role == Role::Leader && role.epoch == epoch;
         if !already {
             self.check_new_leader_epoch(&role, epoch)?;
-            self.write_state(epoch)?;
-            self.log().set_leader_epoch(epoch)?;
         }
+        self.write_state(epoch)?;
+        self.log().set_leader_epoch(epoch)?;
         let now_ms = self.now_ms();
         let state = LeaderState::new(self.id, self.log().next_offset(), assignment, isr, now_ms);
         *self.leader.lock() = Some(state);
@@ -306,6 +310,7 @@ impl Replica {
             role: Role::Leader,
             leader: Some(self.id),
         };
+        self.epoch.store(epoch, Ordering::SeqCst);
         drop(role);
         self.role_changed(epoch, Role::Leader, Some(self.id));
         self.update_high_watermark();
@@ -341,16 +346,15 @@ impl Replica {
                 reason: "a replica that leads an epoch cannot follow in it",
             });
         }
-        if epoch != role.epoch {
-            self.write_state(epoch)?;
-            self.log().set_leader_epoch(epoch)?;
-        }
+        self.write_state(epoch)?;
+        self.log().set_leader_epoch(epoch)?;
         *self.leader.lock() = None;
         *role = RoleState {
             epoch,
             role: Role::Follower,
             leader: Some(leader),
         };
+        self.epoch.store(epoch, Ordering::SeqCst);
         drop(role);
         self.role_changed(epoch, Role::Follower, Some(leader));
         Ok(())
@@ -363,8 +367,7 @@ impl Replica {
     ///
     /// [`Error::Io`], and as [`Log::close`].
     pub fn close(mut self) -> Result<()> {
-        let epoch = self.role.read().epoch;
-        let written = self.write_state(epoch);
+        let written = self.write_state(self.epoch());
         let closed = self.log.take().map_or(Ok(()), Log::close);
         self.notifier.notify();
         written.and(closed)
@@ -441,20 +444,28 @@ impl Replica {
                 && self.now_ms().saturating_sub(persisted.written_ms) >= self.settings.persist_interval_ms
         };
         if due {
-            let epoch = self.role.read().epoch;
-            let _ = self.write_state(epoch);
+            let _ = self.write_state(self.epoch());
         }
     }
 
-    /// Raises the high watermark to `candidate` if that is higher; wakes
-    /// waiters and tells the listener.
-    pub(super) fn raise_high_watermark(&self, candidate: u64) {
+    /// Raises the high watermark to `candidate` if that is higher and wakes
+    /// waiters; returns whether it rose. Takes no lock, so it may be called
+    /// under any; then call [`Replica::announce_high_watermark`] with none
+    /// held.
+    pub(super) fn raise_high_watermark(&self, candidate: u64) -> bool {
         let previous = self.high_watermark.fetch_max(candidate, Ordering::SeqCst);
         if candidate > previous {
             self.notifier.notify();
-            self.settings.listener.high_watermark_advanced(self.id, candidate);
-            self.maybe_persist_high_watermark();
         }
+        candidate > previous
+    }
+
+    /// After the high watermark rose to `high_watermark`: tells the
+    /// listener and persists it if due. Call with no lock of the replica
+    /// held.
+    pub(super) fn announce_high_watermark(&self, high_watermark: u64) {
+        self.settings.listener.high_watermark_advanced(self.id, high_watermark);
+        self.maybe_persist_high_watermark();
     }
 
     /// What this replica counts as its own log end for the high watermark:
@@ -477,8 +488,7 @@ impl Replica {
 impl Drop for Replica {
     fn drop(&mut self) {
         if self.log.is_some() {
-            let epoch = self.role.read().epoch;
-            let _ = self.write_state(epoch);
+            let _ = self.write_state(self.epoch());
         }
     }
 }

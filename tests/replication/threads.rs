@@ -69,3 +69,58 @@ fn an_unreachable_leader_is_an_error_and_the_driver_keeps_trying() {
     assert!(b.log().wait_for(0, Duration::from_secs(5)));
     driver.stop();
 }
+
+/// A coordinator in the same process, confirming every proposal from
+/// inside the listener (listeners run with no replica lock held).
+#[derive(Default)]
+struct InlineCoordinator {
+    leader: std::sync::OnceLock<std::sync::Weak<Replica>>,
+}
+
+impl replog::replication::ReplicaListener for InlineCoordinator {
+    fn isr_change_proposed(&self, _: ReplicaId, epoch: u64, proposed: &[ReplicaId]) {
+        if let Some(leader) = self.leader.get().and_then(std::sync::Weak::upgrade) {
+            leader.confirm_isr(epoch, proposed).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_dead_follower_is_dropped_from_the_isr_and_acks_all_goes_on() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let coordinator = Arc::new(InlineCoordinator::default());
+    let leader_options = options()
+        .replica_lag_max(Duration::from_millis(100))
+        .ack_timeout(Duration::from_secs(10))
+        .listener(coordinator.clone());
+    let a = Arc::new(Replica::open(dirs[0].path(), A, leader_options).unwrap());
+    coordinator.leader.set(Arc::downgrade(&a)).unwrap();
+    let b = Arc::new(open(dirs[1].path(), B));
+    let c = Arc::new(open(dirs[2].path(), C));
+    a.become_leader(1, &ALL, &ALL).unwrap();
+    b.become_follower(1, A).unwrap();
+    c.become_follower(1, A).unwrap();
+    let transport = Arc::new(InMemoryTransport::with_poll_wait(Duration::from_millis(20)));
+    transport.register(&a);
+    let start = |replica: &Arc<Replica>| {
+        let transport: Arc<dyn Transport> = transport.clone();
+        FollowerDriver::start(Arc::clone(replica), transport, DriverOptions::default()).unwrap()
+    };
+    let driver_b = start(&b);
+    let driver_c = start(&c);
+    a.append(&[NewRecord::new(b"all three")], Acks::All).unwrap();
+    driver_c.stop();
+    let offset = a.append(&[NewRecord::new(b"after C died")], Acks::All).unwrap();
+    assert_eq!(a.isr(), vec![A, B]);
+    assert!(a.high_watermark() > offset);
+    // C comes back, catches up and is confirmed back in.
+    let driver_c = start(&c);
+    assert!(c.log().wait_for(offset, Duration::from_secs(5)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while a.isr() != ALL.to_vec() && std::time::Instant::now() < deadline {
+        a.append(&[NewRecord::new(b"more")], Acks::All).unwrap();
+    }
+    assert_eq!(a.isr(), ALL.to_vec());
+    driver_b.stop();
+    driver_c.stop();
+}
