@@ -76,6 +76,14 @@ impl LeaderState {
         }
     }
 
+    /// Each follower of the assignment and its log end as of its last
+    /// valid fetch in this epoch (`None` before one).
+    pub(crate) fn follower_ends(&self) -> Vec<(ReplicaId, Option<u64>)> {
+        let mut ends: Vec<_> = self.followers.iter().map(|(id, p)| (*id, p.end)).collect();
+        ends.sort_unstable();
+        ends
+    }
+
     /// The confirmed in-sync set.
     pub(crate) fn confirmed(&self) -> &[ReplicaId] {
         &self.confirmed
@@ -167,17 +175,19 @@ impl LeaderState {
                     .get(id)
                     .is_none_or(|p| p.caught_up_ms.is_none_or(|at| now_ms.saturating_sub(at) > lag_max_ms))
         };
-        let mut proposed: Vec<ReplicaId> = self.confirmed.iter().copied().filter(|id| !lagging(id)).collect();
-        proposed.extend(
+        let joiners = || {
             self.followers
                 .iter()
                 .filter_map(joins)
-                .filter(|id| !self.confirmed.contains(id)),
-        );
-        let proposed = sorted(&proposed);
-        if proposed == self.confirmed {
+                .filter(|id| !self.confirmed.contains(id))
+        };
+        // The common case, checked without allocating: nothing changes.
+        if !self.confirmed.iter().any(lagging) && joiners().next().is_none() {
             return None;
         }
+        let mut proposed: Vec<ReplicaId> = self.confirmed.iter().copied().filter(|id| !lagging(id)).collect();
+        proposed.extend(joiners());
+        let proposed = sorted(&proposed);
         self.pending = Some(Proposal {
             isr: proposed.clone(),
             proposed_ms: now_ms,

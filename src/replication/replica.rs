@@ -263,6 +263,16 @@ impl Replica {
             .map_or_else(Vec::new, |leader| leader.confirmed().to_vec())
     }
 
+    /// On a leader, each follower of the assignment and its log end as of
+    /// its last valid fetch in this epoch (`None` before one), sorted by id;
+    /// empty on a follower. For monitoring replication lag.
+    pub fn follower_progress(&self) -> Vec<(ReplicaId, Option<u64>)> {
+        self.leader
+            .lock()
+            .as_ref()
+            .map_or_else(Vec::new, LeaderState::follower_ends)
+    }
+
     /// The proposed in-sync set awaiting [`Replica::confirm_isr`], if this
     /// replica leads and has proposed one.
     pub fn pending_isr(&self) -> Option<Vec<ReplicaId>> {

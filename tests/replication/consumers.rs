@@ -15,6 +15,8 @@ fn three_of_five_committed() -> (Vec<tempfile::TempDir>, Vec<Replica>) {
     catch_up(&replicas[2], &replicas[0]);
     append_values(&replicas[0], &["3", "4"]);
     assert_eq!(replicas[0].high_watermark(), 3);
+    assert_eq!(replicas[0].follower_progress(), vec![(B, Some(3)), (C, Some(3))]);
+    assert_eq!(replicas[1].follower_progress(), vec![], "a follower tracks no one");
     (dirs, replicas)
 }
 
