@@ -38,7 +38,7 @@ impl Replica {
     /// Cost: a binary search of the epoch history, a short lock to count
     /// the fetch, and [`Log::encoded_batches`](crate::Log::encoded_batches).
     pub fn handle_fetch(&self, request: &FetchRequest) -> FetchResponse {
-        let epoch = {
+        let (epoch, log_start, read) = {
             let role = self.role.read();
             if request.current_epoch < role.epoch {
                 return FetchResponse::FencedEpoch;
@@ -52,17 +52,49 @@ impl Replica {
             if let Position::Refused(response) = self.check_position(request) {
                 return response;
             }
+            let log = self.log();
+            let log_start = log.start_offset();
+            let read = log.encoded_batches(request.fetch_offset, request.max_bytes);
+            if let Ok(Some(run)) = &read
+                && run.first.base_offset < request.fetch_offset
+            {
+                // The follower's log ends inside a batch (it was cut there
+                // by hand): batches are shipped whole, so it must cut back
+                // to the batch's start. Its offset is not counted: it is
+                // about to give up the records past that start.
+                return FetchResponse::Diverging {
+                    epoch: run.first.leader_epoch,
+                    end_offset: run.first.base_offset,
+                };
+            }
             let now_ms = self.now_ms();
-            let end = self.log().next_offset();
+            let end = log.next_offset();
             let mut leader = self.leader.lock();
             let Some(state) = leader.as_mut() else {
                 return FetchResponse::NotLeader;
             };
             state.record_fetch(request.replica_id, request.fetch_offset, end, now_ms);
-            role.epoch
+            (role.epoch, log_start, read)
         };
         self.update_high_watermark();
-        self.records_from(request, epoch)
+        let batches = match read {
+            Ok(run) => run.map(|run| run.bytes).unwrap_or_default(),
+            Err(error) => {
+                self.settings.listener.fetch_failed(self.id, &error);
+                bytes::Bytes::new()
+            }
+        };
+        FetchResponse::Records {
+            epoch,
+            fetch_offset: request.fetch_offset,
+            last_fetched_epoch: request.last_fetched_epoch,
+            // Read after counting this fetch, and the end after the
+            // batches, so that it covers them.
+            high_watermark: self.high_watermark(),
+            log_start,
+            log_end: self.log().next_offset(),
+            batches,
+        }
     }
 
     /// As [`Replica::handle_fetch`], but when the follower is caught up
@@ -111,41 +143,6 @@ impl Replica {
                 epoch: 0,
                 end_offset: start,
             }),
-        }
-    }
-
-    /// The records answer to a valid fetch.
-    fn records_from(&self, request: &FetchRequest, epoch: u64) -> FetchResponse {
-        let log = self.log();
-        let high_watermark = self.high_watermark();
-        let log_start = log.start_offset();
-        let batches = match log.encoded_batches(request.fetch_offset, request.max_bytes) {
-            Ok(Some(run)) if run.first.base_offset < request.fetch_offset => {
-                // The follower's log ends inside a batch (it was cut there
-                // by hand): batches are shipped whole, so it must cut
-                // back to the batch's start.
-                return FetchResponse::Diverging {
-                    epoch: run.first.leader_epoch,
-                    end_offset: run.first.base_offset,
-                };
-            }
-            Ok(Some(run)) => run.bytes,
-            Ok(None) => bytes::Bytes::new(),
-            Err(error) => {
-                self.settings.listener.fetch_failed(self.id, &error);
-                bytes::Bytes::new()
-            }
-        };
-        // Read after the batches, so that it covers them.
-        let log_end = log.next_offset();
-        FetchResponse::Records {
-            epoch,
-            fetch_offset: request.fetch_offset,
-            last_fetched_epoch: request.last_fetched_epoch,
-            high_watermark,
-            log_start,
-            log_end,
-            batches,
         }
     }
 }

@@ -256,3 +256,30 @@ fn a_follower_under_sync_always_holds_durably_what_it_fetched_from() {
     assert_eq!(request.fetch_offset, 3);
     assert_eq!(follower.log().durable_offset(), 3, "what it reports is durable");
 }
+
+#[test]
+fn a_follower_cut_inside_a_batch_is_sent_back_to_the_batch_start_uncounted() {
+    let (_dirs, replicas) = trio();
+    lead(&replicas, 1);
+    let (leader, follower) = (&replicas[0], &replicas[1]);
+    let batch = [NewRecord::new(b"x"), NewRecord::new(b"y"), NewRecord::new(b"z")];
+    leader.append(&batch, replog::replication::Acks::Leader).unwrap();
+    catch_up(follower, leader);
+    follower.log().truncate(1).unwrap();
+    let response = leader.handle_fetch(&follower.fetch_request(MAX_BYTES).unwrap());
+    assert_eq!(
+        response,
+        FetchResponse::Diverging {
+            epoch: 1,
+            end_offset: 0
+        }
+    );
+    assert_eq!(
+        leader.follower_progress()[0],
+        (B, Some(3)),
+        "the fetch from inside was not counted"
+    );
+    assert_eq!(follower.apply(response).unwrap(), Applied::Truncated { offset: 0 });
+    catch_up(follower, leader);
+    assert_eq!(batch_bytes(follower), batch_bytes(leader));
+}
