@@ -56,13 +56,13 @@ impl ReplicaOptions {
     /// Replaces the log's options. Use `SyncPolicy::Always` for the
     /// strongest contract: an `Acks::All` record is then durable on every
     /// replica of the in-sync set.
-    pub fn log_options(mut self, log: Options) -> Self {
+    pub fn log(mut self, log: Options) -> Self {
         self.log = log;
         self
     }
 
     /// The log's options.
-    pub fn log_options_value(&self) -> &Options {
+    pub fn log_value(&self) -> &Options {
         &self.log
     }
 
