@@ -26,9 +26,11 @@
 //!   wholly absent; offsets stay contiguous.
 //! - **Nothing wrong is ever returned.** Every batch carries a CRC-32 over
 //!   its offset, epoch and records, checked before any of its records is
-//!   returned from data not written by this process. A torn tail is cut at
-//!   recovery (see [`RecoveryReport`]); damage before the recovery point is
-//!   reported as [`Error::Corrupt`] when read, never skipped or dropped.
+//!   returned from data not written by this process. A torn tail (only the
+//!   last segment can have one) is cut at recovery (see [`RecoveryReport`]);
+//!   damage anywhere else is reported as [`Error::Corrupt`] when read, never
+//!   skipped, cut or dropped, and the healthy records after it stay. A
+//!   damaged or missing checkpoint costs a scan, never data.
 //! - **Readers never block the writer** and never see a partial batch.
 //!   They see a batch as soon as it is written, before it is durable: under
 //!   [`SyncPolicy::Always`] a crash can remove a record a reader saw whose

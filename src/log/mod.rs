@@ -112,8 +112,10 @@ impl Log {
     ///
     /// Locks the directory for as long as the log is open. After a clean
     /// close, opening reads no data; after a crash it checks the data past
-    /// the last recovery point and cuts a torn tail (see
-    /// [`Log::recovery_report`]).
+    /// the last recovery point and cuts a torn tail of the last segment (see
+    /// [`Log::recovery_report`]). Damage elsewhere is left in place and
+    /// reported when read; a damaged or missing checkpoint makes it check
+    /// every segment.
     ///
     /// Cost: after a clean close, one directory listing and a 64-byte
     /// header read per segment, no data; after a crash, a checksum pass
@@ -137,10 +139,11 @@ impl Log {
     /// # Errors
     ///
     /// [`Error::Locked`] if the directory is open already (in this process or
-    /// another), [`Error::InvalidOptions`], [`Error::Corrupt`] for segment,
-    /// checkpoint or epoch files that fail their checks where truncation
-    /// would lose vouched-for data, [`Error::Io`] (a full disk, or a failure
-    /// to start the log's threads).
+    /// another), [`Error::InvalidOptions`], [`Error::Corrupt`] for a segment
+    /// header that fails its checks, a segment of another log, or a last
+    /// segment that lacks records the checkpoint vouched for as durable
+    /// (delete the checkpoint to accept that loss), [`Error::Io`] (a full
+    /// disk, or a failure to start the log's threads).
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Log> {
         let dir = dir.as_ref();
         options.validate()?;

@@ -6,9 +6,17 @@
 //!   cost does not grow with the log.
 //! - After a crash, segments before the recovery point are trusted (their
 //!   batches are checked when first read, and damage is reported then as
-//!   `Error::Corrupt`); from the recovery point on, every batch is checked,
-//!   and the log is cut at the first one that fails (a torn tail). Later
-//!   segments are deleted. What was cut is reported in [`RecoveryReport`].
+//!   `Error::Corrupt`); from the recovery point on, every batch is checked.
+//!   Only the last segment can hold a torn tail (a roll syncs a segment
+//!   before anything is appended to the next), so only there is the log
+//!   cut at the first batch that fails, and what was cut is reported in
+//!   [`RecoveryReport`]. Damage in any other segment is left in place and
+//!   reported when read, never cut: it is not a torn write, and cutting
+//!   there would delete the healthy segments after it. (The one exception
+//!   is a crash inside a roll, which leaves a last segment with no batch:
+//!   then the segment before it is the one that may be torn.)
+//! - A damaged checkpoint, or one that points outside the segments it
+//!   describes, is set aside: it costs a scan of every segment, never data.
 //! - Read-only, the same decisions are made and reported, and nothing on
 //!   disk changes: the log is served as recovery would leave it.
 
@@ -19,7 +27,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use self::found::{Found, check_log_id, drop_stale_generations, list_segments, recovery_point};
-use self::tail::{Context, clean_tail, nonzero_bytes_past, open_read_only_tail, open_trusted, scan_tail, seal_scanned};
+use self::tail::{
+    Context, clean_tail, holds_a_batch, nonzero_bytes_past, open_damaged, open_read_only_tail, open_trusted, scan_tail,
+    seal_scanned,
+};
 use super::checkpoint::Checkpoint;
 use super::durability::LogPosition;
 use super::fs::{preallocate, sync_dir};
@@ -27,7 +38,7 @@ use super::index_file;
 use super::mapping::MapCache;
 use super::segment::Segment;
 use super::segment_writer::{ActiveTail, SegmentConfig, SegmentWriter};
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::format::SEGMENT_HEADER_BYTES;
 use crate::options::Options;
 
@@ -61,6 +72,13 @@ pub struct RecoveryReport {
     /// Leftover temporary files of an interrupted write, and index files
     /// without a segment, that open removed.
     pub stray_files_removed: Vec<PathBuf>,
+    /// The checkpoint failed its checks (or pointed outside the segments)
+    /// and was set aside: every segment was scanned instead.
+    pub checkpoint_damage: Option<Damage>,
+    /// Base offsets of segments other than the last in which the scan found
+    /// damage. It was left in place (reads of it return `Error::Corrupt`);
+    /// nothing after it was cut.
+    pub damaged_segments: Vec<u64>,
 }
 
 /// Whether opening may change the directory.
@@ -99,7 +117,14 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access, cache: &Arc
         ..RecoveryReport::default()
     };
     let mut found = list_segments(dir, access, &mut report)?;
-    let mut checkpoint = Checkpoint::read(dir)?;
+    let mut checkpoint = match Checkpoint::read(dir) {
+        // A newer format's checkpoint is not damage: refuse, as for segments.
+        Err(Error::Corrupt { damage, .. }) if !matches!(damage, Damage::UnknownVersion { .. }) => {
+            report.checkpoint_damage = Some(damage);
+            None
+        }
+        other => other?,
+    };
     // Log ids first: a foreign segment must be refused, never taken for the
     // newest generation that makes this log's own segments stale.
     if let Some(first) = found.first() {
@@ -132,7 +157,21 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access, cache: &Arc
     }
     let log_id = checkpoint.map_or(found[0].log_id, |c| c.log_id);
     check_log_id(&found, log_id)?;
-    let rp = recovery_point(dir, &found, checkpoint)?;
+    let rp = match recovery_point(dir, &found, checkpoint) {
+        Ok(rp) => rp,
+        // Pointing into a sealed segment that is now shorter or missing: set
+        // aside, scan everything. (Pointing into the last segment or past
+        // it stays an error: records it vouched for are gone.)
+        Err(Error::Corrupt {
+            damage: Damage::OutOfBounds,
+            ..
+        }) if checkpoint.is_some_and(|c| c.recovery_point.segment_base < found[found.len() - 1].base) => {
+            report.checkpoint_damage = Some(Damage::OutOfBounds);
+            checkpoint = None;
+            recovery_point(dir, &found, None)?
+        }
+        Err(error) => return Err(error),
+    };
     let rp_index = found
         .iter()
         .position(|f| f.base == rp.recovery_point.segment_base)
@@ -161,6 +200,10 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access, cache: &Arc
     let mut position = rp.recovery_point.position;
     let mut expected = rp.recovery_point.offset;
     let mut epoch = rp.leader_epoch;
+    // The segment that may hold a torn tail: the last, or the one before it
+    // if a crash inside a roll left the last without a batch.
+    let last_empty = found.len() > 1 && !holds_a_batch(&found[found.len() - 1])?;
+    let may_be_torn = found[found.len() - 1 - usize::from(last_empty)].base;
     let mut found = found.into_iter().peekable();
     loop {
         let segment = found.next().expect("loop ends at the last segment");
@@ -169,6 +212,15 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access, cache: &Arc
         epoch = epoch.max(scanned.tail.last_epoch);
         if let Some(limit) = limit.filter(|&limit| scanned.tail.next_offset == limit) {
             segments.push(seal_scanned(&cx, segment, scanned)?);
+            position = SEGMENT_HEADER_BYTES as u64;
+            expected = limit;
+            continue;
+        }
+        if let Some(limit) = limit.filter(|_| segment.base != may_be_torn) {
+            // Damage in a segment that was synced when it was sealed: leave
+            // it to be reported when read, and go on with the next.
+            report.damaged_segments.push(segment.base);
+            segments.push(open_damaged(&cx, segment, limit, scanned.tail.last_epoch)?);
             position = SEGMENT_HEADER_BYTES as u64;
             expected = limit;
             continue;
