@@ -61,7 +61,13 @@ pub enum Error {
     },
 
     /// Stored bytes failed validation. They are never returned as data.
-    #[error("corrupt data in {path} at byte {position}: {damage}")]
+    ///
+    /// For damage met while reading records, `resume_at` is the first offset
+    /// past it that can be read again (the next intact batch the segment's
+    /// index points to, or the next segment's first offset): reading or
+    /// iterating from there goes on, so damage costs the records of the
+    /// damaged batches, not the rest of the log.
+    #[error("{}", describe_corrupt(path, *position, damage, *resume_at))]
     Corrupt {
         /// Path of the file that holds the bad bytes.
         path: PathBuf,
@@ -69,6 +75,8 @@ pub enum Error {
         position: u64,
         /// What check failed.
         damage: Damage,
+        /// Where reading can resume past the damage, when it is known.
+        resume_at: Option<u64>,
     },
 
     /// Encoded batches given to [`Log::append_encoded`](crate::Log::append_encoded)
@@ -306,6 +314,31 @@ impl Error {
             path: path.into(),
             position,
             damage,
+            resume_at: None,
+        }
+    }
+
+    /// For [`Error::Corrupt`]: where reading can resume past the damage,
+    /// when it is known (see the variant).
+    pub fn resume_at(&self) -> Option<u64> {
+        match self {
+            Error::Corrupt { resume_at, .. } => *resume_at,
+            _ => None,
+        }
+    }
+
+    /// A `Corrupt` error that says reading resumes at `offset`.
+    pub(crate) fn resuming_at(self, offset: u64) -> Error {
+        match self {
+            Error::Corrupt {
+                path, position, damage, ..
+            } => Error::Corrupt {
+                path,
+                position,
+                damage,
+                resume_at: Some(offset),
+            },
+            other => other,
         }
     }
 
@@ -319,4 +352,37 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// The message of [`Error::Corrupt`]: the file by its role, what is wrong,
+/// and what to do about it.
+fn describe_corrupt(path: &std::path::Path, position: u64, damage: &Damage, resume_at: Option<u64>) -> String {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let (role, action) = match name {
+        "checkpoint" => (
+            "checkpoint",
+            "delete it to have the next open check every segment instead",
+        ),
+        "epochs" => (
+            "epoch history",
+            "delete it to have the next open rebuild it from the segments",
+        ),
+        "replica" => (
+            "replica state",
+            "restore it from a backup, or rebuild this replica from its leader",
+        ),
+        _ if name.ends_with(".index") || name.ends_with(".timeindex") => {
+            ("index file", "delete it to have it rebuilt from its segment")
+        }
+        _ if name.ends_with(".log") => ("segment", ""),
+        _ => ("file", ""),
+    };
+    let mut text = format!("corrupt data in {role} {} at byte {position}: {damage}", path.display());
+    if let Some(offset) = resume_at {
+        text.push_str(&format!("; records from offset {offset} on read again"));
+    }
+    if !action.is_empty() {
+        text.push_str(&format!(" ({action})"));
+    }
+    text
 }

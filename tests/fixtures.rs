@@ -389,6 +389,7 @@ fn newer_format_version_is_refused() {
             damage: Damage::UnknownVersion { version: 2 },
             path,
             position: 0,
+            ..
         }) => assert!(path.ends_with(FIRST_SEGMENT), "{path:?}"),
         other => panic!("expected UnknownVersion, got {other:?}"),
     }

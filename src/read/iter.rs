@@ -66,9 +66,9 @@ impl Iter {
         // Step over the batch's records before the one wanted.
         let skip = self.walker.next_offset().saturating_sub(at.header.base_offset);
         let mut records = RecordDecoder::new(&self.walker.view()[..batch_end], at.view_offset + BATCH_HEADER_BYTES);
-        let cursor = records
-            .skip_records(skip)
-            .map_err(|damage| Error::corrupt(self.walker.segment().path(), at.position, damage))?;
+        let cursor = records.skip_records(skip).map_err(|damage| {
+            Error::corrupt(self.walker.segment().path(), at.position, damage).resuming_at(at.header.next_offset())
+        })?;
         self.batch = Some(RecordCursor {
             at,
             cursor,
@@ -101,8 +101,9 @@ impl Iter {
 /// Decodes the record at `batch.cursor`; its ranges index the walker's view.
 fn decode_in(walker: &BatchWalker, batch: &RecordCursor) -> Result<(RecordFields, usize)> {
     // The slice ends at the batch's end, so a record cannot run past it.
-    decode_record(&walker.view()[..batch.batch_end], batch.cursor)
-        .map_err(|damage| Error::corrupt(walker.segment().path(), batch.at.position, damage))
+    decode_record(&walker.view()[..batch.batch_end], batch.cursor).map_err(|damage| {
+        Error::corrupt(walker.segment().path(), batch.at.position, damage).resuming_at(batch.end_offset)
+    })
 }
 
 impl Iterator for Iter {

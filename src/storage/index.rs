@@ -92,6 +92,12 @@ impl SparseIndex {
         after.checked_sub(1).map(|i| self.get(i))
     }
 
+    /// The entries whose batches start after byte `position`, in order.
+    pub(crate) fn entries_after(&self, position: u64) -> impl Iterator<Item = IndexEntry> + '_ {
+        let first = self.partition_point(|e| e.position as u64 <= position);
+        (first..self.len()).map(|i| self.get(i))
+    }
+
     /// The entry to start scanning from to find the first batch whose max
     /// timestamp is at least `timestamp_ms`: the last entry before which
     /// every timestamp is still below it.

@@ -308,8 +308,52 @@ impl Segment {
             return Ok(None);
         }
         let entry = self.index().floor_offset((offset - self.base_offset) as u32);
-        let (position, expected) = self.walk_start(entry);
-        self.walk_in(map, position, expected, |_, header| offset < header.next_offset())
+        let (mut position, mut expected) = self.walk_start(entry);
+        loop {
+            let error = match self.walk_in(map, position, expected, |_, header| offset < header.next_offset()) {
+                Err(error @ Error::Corrupt { .. }) => error,
+                found => return found,
+            };
+            // Damage on the way: walk on from the next intact batch if
+            // `offset` lies past the damage, else say where reading resumes.
+            match self.resume_after(map, &error) {
+                Some((at, header)) if header.base_offset <= offset => {
+                    (position, expected) = (at, header.base_offset);
+                }
+                Some((_, header)) => return Err(error.resuming_at(header.base_offset)),
+                None => return Err(error.resuming_at(self.next_offset())),
+            }
+        }
+    }
+
+    /// The first intact batch past the damage `error` reports (at a byte
+    /// position of this segment), found through the index, whose entries
+    /// point at real batch starts: bytes inside a record are never taken
+    /// for a batch. `None` if no indexed batch after the damage is intact.
+    fn resume_after(&self, map: &MappedFile, error: &Error) -> Option<(u64, BatchHeader)> {
+        let Error::Corrupt { position, .. } = error else {
+            return None;
+        };
+        let data = self.data(map, self.end().end_position).ok()?;
+        self.index().entries_after(*position).find_map(|entry| {
+            let at = entry.position as u64;
+            let base = self.base_offset + entry.relative_offset as u64;
+            let header = format::validate_batch(data.get(at as usize..)?, base).ok()?;
+            Some((at, header))
+        })
+    }
+
+    /// `error` (met reading this segment), saying where reading resumes.
+    pub(crate) fn with_resume(&self, error: Error) -> Error {
+        if !matches!(error, Error::Corrupt { resume_at: None, .. }) {
+            return error;
+        }
+        let resume = self
+            .mapping()
+            .ok()
+            .and_then(|map| self.resume_after(&map, &error))
+            .map_or(self.next_offset(), |(_, header)| header.base_offset);
+        error.resuming_at(resume)
     }
 
     /// A zero-copy handle on the checked batch at `position`.
@@ -338,11 +382,11 @@ impl Segment {
         }
         let header = match view {
             Some(view) if view.len() as u64 >= end.end_position => {
-                self.batch_at(&view[..end.end_position as usize], position, expected_base)?
+                self.batch_at(&view[..end.end_position as usize], position, expected_base)
             }
-            _ => self.batch_at_mapped(position, expected_base, end.end_position)?,
+            _ => self.batch_at_mapped(position, expected_base, end.end_position),
         };
-        Ok(Some((position, header)))
+        Ok(Some((position, header.map_err(|e| self.with_resume(e))?)))
     }
 
     /// [`Segment::batch_at`] through the mapping, for a caller without a view.
@@ -365,7 +409,7 @@ impl Segment {
         };
         let batch = self.bytes_in(&map, position, &header)?;
         let fields = format::nth_record(&batch, offset - header.base_offset)
-            .map_err(|damage| Error::corrupt(self.path(), position, damage))?;
+            .map_err(|damage| Error::corrupt(self.path(), position, damage).resuming_at(header.next_offset()))?;
         Ok(Some(Record::from_batch(&batch, offset, header.leader_epoch, fields)))
     }
 

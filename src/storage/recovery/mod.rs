@@ -28,8 +28,7 @@ use std::sync::Arc;
 
 use self::found::{Found, check_log_id, drop_stale_generations, list_segments, recovery_point};
 use self::tail::{
-    Context, clean_tail, holds_a_batch, nonzero_bytes_past, open_damaged, open_read_only_tail, open_trusted, scan_tail,
-    seal_scanned,
+    Context, clean_tail, holds_a_batch, nonzero_bytes_past, open_read_only_tail, open_trusted, scan_tail, seal_scanned,
 };
 use super::checkpoint::Checkpoint;
 use super::durability::LogPosition;
@@ -219,8 +218,11 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access, cache: &Arc
         if let Some(limit) = limit.filter(|_| segment.base != may_be_torn) {
             // Damage in a segment that was synced when it was sealed: leave
             // it to be reported when read, and go on with the next.
+            // Opened as a trusted segment is: from its index files when they
+            // are intact (their entries past the damage let reads resume),
+            // with every byte kept and every batch checked when read.
             report.damaged_segments.push(segment.base);
-            segments.push(open_damaged(&cx, segment, limit, scanned.tail.last_epoch)?);
+            segments.push(open_trusted(&cx, segment, limit, &mut report)?);
             position = SEGMENT_HEADER_BYTES as u64;
             expected = limit;
             continue;

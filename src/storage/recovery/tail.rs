@@ -239,20 +239,6 @@ pub(super) fn seal_scanned(cx: &Context<'_>, segment: Found, scanned: TailScan) 
     open_sealed(cx, &segment, &summary, Some(tail.index), tail.unchecked_end)
 }
 
-/// A segment before the last in which the scan found damage: opened sealed
-/// with every byte kept (so that reads reach the damage and report it) and
-/// every batch checked when first read, ending where the next begins.
-pub(super) fn open_damaged(cx: &Context<'_>, segment: Found, next_base: u64, last_epoch: u64) -> Result<Arc<Segment>> {
-    let summary = SegmentSummary {
-        base_offset: segment.base,
-        end_position: segment.len,
-        next_offset: next_base,
-        max_timestamp_ms: i64::MAX,
-        last_epoch,
-    };
-    open_sealed(cx, &segment, &summary, None, u64::MAX)
-}
-
 /// Whether a segment holds at least one valid batch.
 pub(super) fn holds_a_batch(segment: &Found) -> Result<bool> {
     with_contents(segment, |data| {
