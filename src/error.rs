@@ -386,3 +386,30 @@ fn describe_corrupt(path: &std::path::Path, position: u64, damage: &Damage, resu
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_names_the_file_by_its_role_and_the_way_forward() {
+        let message = |name: &str, resume| {
+            Error::Corrupt {
+                path: PathBuf::from("/logs/a").join(name),
+                position: 16,
+                damage: Damage::BadMagic,
+                resume_at: resume,
+            }
+            .to_string()
+        };
+        assert!(message("checkpoint", None).starts_with("corrupt data in checkpoint /logs/a/checkpoint at byte 16"));
+        assert!(message("checkpoint", None).contains("delete it"));
+        assert!(message("epochs", None).contains("epoch history"));
+        assert!(message("00000000000000000007.index", None).contains("index file"));
+        assert!(message("00000000000000000007.timeindex", None).contains("rebuilt"));
+        let segment = message("00000000000000000007.log", Some(42));
+        assert!(segment.starts_with("corrupt data in segment"), "{segment}");
+        assert!(segment.contains("from offset 42 on read again"), "{segment}");
+        assert!(message("replica", None).contains("replica state"));
+    }
+}
