@@ -1576,6 +1576,16 @@ fn foreign_files_are_ignored_and_left_alone() {
             .collect();
         let report = reopen_holds_all(dir.path(), RECORDS, &format!("foreign files, clean: {clean}"));
         assert_eq!(report.clean_shutdown, clean, "{report:?}");
+        // Each is reported as ignored (issue 11: open said nothing of them).
+        let mut ignored: Vec<String> = report
+            .files_ignored
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        ignored.sort();
+        let mut expected: Vec<String> = foreign.keys().filter(|n| !n.contains('/')).cloned().collect();
+        expected.sort();
+        assert_eq!(ignored, expected);
         let after = listing(dir.path());
         for (name, contents) in &foreign {
             assert_eq!(

@@ -36,14 +36,18 @@ pub(super) fn list_segments(dir: &Path, access: Access, report: &mut RecoveryRep
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+        let Some(name) = name.to_str() else {
+            report.files_ignored.push(entry.path());
+            continue;
+        };
         match layout::parse(name) {
             Entry::Temp => temps.push(entry.path()),
             Entry::Segment(base, SegmentFile::Data) => {
                 logs.insert(base, entry.path());
             }
             Entry::Segment(base, _) => indexes.push((base, entry.path())),
-            Entry::Metadata | Entry::Foreign => {}
+            Entry::Foreign => report.files_ignored.push(entry.path()),
+            Entry::Metadata => {}
         }
     }
     let found = logs

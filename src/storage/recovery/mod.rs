@@ -71,6 +71,8 @@ pub struct RecoveryReport {
     /// Leftover temporary files of an interrupted write, and index files
     /// without a segment, that open removed.
     pub stray_files_removed: Vec<PathBuf>,
+    /// Files in the directory whose names are not the log's: left alone.
+    pub files_ignored: Vec<PathBuf>,
     /// The checkpoint failed its checks (or pointed outside the segments)
     /// and was set aside: every segment was scanned instead.
     pub checkpoint_damage: Option<Damage>,
