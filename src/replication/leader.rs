@@ -37,6 +37,10 @@ pub(crate) struct LeaderState {
     followers: HashMap<ReplicaId, Progress>,
     /// The in-sync set the application confirmed, the leader included.
     confirmed: Vec<ReplicaId>,
+    /// How many changes of the in-sync set were confirmed in this epoch:
+    /// 0 for the set given with the leadership. Proposals carry it, so a
+    /// coordinator records a proposal only against the set it replaces.
+    version: u64,
     pending: Option<Proposal>,
 }
 
@@ -72,8 +76,14 @@ impl LeaderState {
             assignment: assignment.to_vec(),
             followers,
             confirmed: sorted(isr),
+            version: 0,
             pending: None,
         }
+    }
+
+    /// The version of the confirmed in-sync set (see the field).
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     /// Each follower of the assignment and its log end as of its last
@@ -163,18 +173,15 @@ impl LeaderState {
             pending.proposed_ms = now_ms;
             return Some(pending.isr.clone());
         }
+        let recent = |p: &Progress| p.caught_up_ms.is_some_and(|at| now_ms.saturating_sub(at) <= lag_max_ms);
+        // A follower joins on a recent catch-up, not on an old one: one that
+        // stopped fetching at the high watermark must not be proposed back.
         let joins = |(id, p): (&ReplicaId, &Progress)| {
             let end = p.end?;
-            let eligible = end >= high_watermark && end >= self.epoch_start && p.caught_up_ms.is_some();
+            let eligible = end >= high_watermark && end >= self.epoch_start && recent(p);
             eligible.then_some(*id)
         };
-        let lagging = |id: &ReplicaId| {
-            *id != self.me
-                && self
-                    .followers
-                    .get(id)
-                    .is_none_or(|p| p.caught_up_ms.is_none_or(|at| now_ms.saturating_sub(at) > lag_max_ms))
-        };
+        let lagging = |id: &ReplicaId| *id != self.me && self.followers.get(id).is_none_or(|p| !recent(p));
         let joiners = || {
             self.followers
                 .iter()
@@ -197,9 +204,10 @@ impl LeaderState {
 
     /// The application confirmed `isr` (checked by the caller to hold the
     /// leader and lie within the assignment): it becomes the in-sync set,
-    /// and any proposal is settled.
+    /// its version rises by one, and any proposal is settled.
     pub(crate) fn confirm(&mut self, isr: &[ReplicaId]) {
         self.confirmed = sorted(isr);
+        self.version += 1;
         self.pending = None;
     }
 }
@@ -294,6 +302,22 @@ mod tests {
             leader.record_fetch(C, 10, 15 + i * 5, now);
         }
         assert_eq!(leader.isr_change(10, 3_700, 1_000), Some(vec![A, B]));
+    }
+
+    /// Found by the simulation: a follower that stopped fetching while at
+    /// the high watermark was proposed back as soon as it was dropped.
+    #[test]
+    fn a_follower_that_stopped_fetching_is_not_proposed_back() {
+        let mut leader = state(&[A, B, C]);
+        leader.record_fetch(B, 20, 20, 1);
+        leader.record_fetch(C, 20, 20, 1);
+        leader.record_fetch(B, 20, 20, 2_000);
+        assert_eq!(leader.isr_change(20, 2_000, 1_000), Some(vec![A, B]));
+        leader.confirm(&[A, B]);
+        assert_eq!(leader.version(), 1);
+        assert_eq!(leader.isr_change(20, 2_001, 1_000), None, "C is not back");
+        leader.record_fetch(C, 20, 20, 2_002);
+        assert_eq!(leader.isr_change(20, 2_003, 1_000), Some(vec![A, B, C]), "now it is");
     }
 
     #[test]

@@ -36,13 +36,23 @@ pub trait ReplicaListener: Send + Sync {
     }
 
     /// The leader `replica` proposes the in-sync set `proposed` for
-    /// `epoch`. It takes effect only when the application, having
-    /// recorded it where leaders are elected from, calls
+    /// `epoch`, to replace the confirmed set of version `version` (0 is the
+    /// set given to `become_leader`; each `confirm_isr` adds one; see
+    /// [`Replica::isr_version`](super::Replica::isr_version)). It takes
+    /// effect only when the application, having recorded it where leaders
+    /// are elected from, calls
     /// [`Replica::confirm_isr`](super::Replica::confirm_isr). Until then
     /// the high watermark counts the old and the proposed set together.
     /// Proposed again every `replica_lag_max` while unanswered.
-    fn isr_change_proposed(&self, replica: ReplicaId, epoch: u64, proposed: &[ReplicaId]) {
-        let _ = (replica, epoch, proposed);
+    ///
+    /// The coordinator must record a proposal only if the set it holds for
+    /// `epoch` is still version `version` (a compare-and-set, as Kafka's
+    /// controller does with the partition epoch), then count its version
+    /// up and confirm. Proposals can arrive twice or late; recording a
+    /// stale one (say, a grow proposed before a later shrink) would let it
+    /// elect a replica that lacks acknowledged records.
+    fn isr_change_proposed(&self, replica: ReplicaId, epoch: u64, version: u64, proposed: &[ReplicaId]) {
+        let _ = (replica, epoch, version, proposed);
     }
 
     /// The follower `replica` removed its records `from..to` (a suffix that

@@ -101,7 +101,8 @@ impl Replica {
     /// The application confirms that its coordinator recorded `isr` as the
     /// in-sync set of `epoch` (usually a set this leader proposed through
     /// [`ReplicaListener::isr_change_proposed`](super::ReplicaListener::isr_change_proposed)).
-    /// From now on the high watermark counts `isr` alone.
+    /// From now on the high watermark counts `isr` alone, and the set's
+    /// version ([`Replica::isr_version`]) is one higher.
     ///
     /// # Errors
     ///
@@ -145,15 +146,17 @@ impl Replica {
             let candidate = state.high_watermark(own, self.settings.min_insync_replicas);
             let high_watermark = candidate.unwrap_or(0).max(self.high_watermark());
             let proposal = state.isr_change(high_watermark, now_ms, self.settings.replica_lag_max_ms);
-            (candidate, proposal, role.epoch)
+            (candidate, proposal.map(|p| (state.version(), p)), role.epoch)
         };
         if let Some(candidate) = candidate
             && self.raise_high_watermark(candidate)
         {
             self.announce_high_watermark(candidate);
         }
-        if let Some(proposal) = proposal {
-            self.settings.listener.isr_change_proposed(self.id, epoch, &proposal);
+        if let Some((version, proposal)) = proposal {
+            self.settings
+                .listener
+                .isr_change_proposed(self.id, epoch, version, &proposal);
         }
     }
 }

@@ -263,6 +263,14 @@ impl Replica {
             .map_or_else(Vec::new, |leader| leader.confirmed().to_vec())
     }
 
+    /// On a leader, the version of the confirmed in-sync set: 0 for the set
+    /// given to [`Replica::become_leader`], one more after each
+    /// [`Replica::confirm_isr`]. Proposals carry the version they replace
+    /// (see [`ReplicaListener::isr_change_proposed`]). `None` on a follower.
+    pub fn isr_version(&self) -> Option<u64> {
+        self.leader.lock().as_ref().map(LeaderState::version)
+    }
+
     /// On a leader, each follower of the assignment and its log end as of
     /// its last valid fetch in this epoch (`None` before one), sorted by id;
     /// empty on a follower. For monitoring replication lag.

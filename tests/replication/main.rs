@@ -35,6 +35,8 @@ pub fn options() -> ReplicaOptions {
 #[derive(Debug, Default)]
 pub struct Heard {
     pub proposals: Vec<(u64, Vec<ReplicaId>)>,
+    /// The version each proposal replaces, in the same order.
+    pub versions: Vec<u64>,
     pub truncations: Vec<(u64, u64)>,
     pub high_watermarks: Vec<u64>,
     pub roles: Vec<(u64, Role, Option<ReplicaId>)>,
@@ -48,8 +50,10 @@ impl ReplicaListener for Recorder {
     fn high_watermark_advanced(&self, _: ReplicaId, high_watermark: u64) {
         self.0.lock().high_watermarks.push(high_watermark);
     }
-    fn isr_change_proposed(&self, _: ReplicaId, epoch: u64, proposed: &[ReplicaId]) {
-        self.0.lock().proposals.push((epoch, proposed.to_vec()));
+    fn isr_change_proposed(&self, _: ReplicaId, epoch: u64, version: u64, proposed: &[ReplicaId]) {
+        let mut heard = self.0.lock();
+        heard.proposals.push((epoch, proposed.to_vec()));
+        heard.versions.push(version);
     }
     fn truncated(&self, _: ReplicaId, from: u64, to: u64) {
         self.0.lock().truncations.push((from, to));

@@ -70,16 +70,23 @@ fn an_unreachable_leader_is_an_error_and_the_driver_keeps_trying() {
     driver.stop();
 }
 
-/// A coordinator in the same process, confirming every proposal from
+/// A coordinator in the same process, recording each proposal made against
+/// the set it holds (compare-and-set on the version) and confirming it from
 /// inside the listener (listeners run with no replica lock held).
 #[derive(Default)]
 struct InlineCoordinator {
     leader: std::sync::OnceLock<std::sync::Weak<Replica>>,
+    recorded_version: Mutex<u64>,
 }
 
 impl replog::replication::ReplicaListener for InlineCoordinator {
-    fn isr_change_proposed(&self, _: ReplicaId, epoch: u64, proposed: &[ReplicaId]) {
+    fn isr_change_proposed(&self, _: ReplicaId, epoch: u64, version: u64, proposed: &[ReplicaId]) {
+        let mut recorded = self.recorded_version.lock();
+        if version != *recorded {
+            return;
+        }
         if let Some(leader) = self.leader.get().and_then(std::sync::Weak::upgrade) {
+            *recorded += 1;
             leader.confirm_isr(epoch, proposed).unwrap();
         }
     }

@@ -192,6 +192,47 @@ fn a_shrunk_isr_is_not_relied_on_before_it_is_confirmed() {
     assert_eq!(heard.0.lock().proposals.last().cloned(), Some((1, vec![A, B, C])));
 }
 
+/// Found by the simulation: a grow proposed twice (the second copy after a
+/// later shrink was confirmed) let a coordinator record the stale grow, and
+/// elect a replica that lacked acknowledged records. Every proposal names
+/// the version of the set it replaces, so the coordinator records it only
+/// against that version (compare-and-set).
+#[test]
+fn every_isr_proposal_names_the_version_it_replaces() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let lag = options().replica_lag_max(Duration::from_millis(50));
+    let (a, heard) = open_recorded(dirs[0].path(), A, lag);
+    let b = open(dirs[1].path(), B);
+    let c = open(dirs[2].path(), C);
+    a.become_leader(1, &ALL, &[A, B]).unwrap();
+    b.become_follower(1, A).unwrap();
+    c.become_follower(1, A).unwrap();
+    assert_eq!(a.isr_version(), Some(0));
+    append_values(&a, &["0"]);
+    catch_up(&b, &a);
+    catch_up(&c, &a);
+    // The grow, proposed against version 0, and again while unanswered.
+    std::thread::sleep(Duration::from_millis(60));
+    catch_up(&b, &a);
+    catch_up(&c, &a);
+    assert_eq!(heard.0.lock().proposals.last().cloned(), Some((1, ALL.to_vec())));
+    assert!(heard.0.lock().versions.iter().all(|v| *v == 0));
+    a.confirm_isr(1, &ALL).unwrap();
+    assert_eq!(a.isr_version(), Some(1));
+    // C stops; the shrink is proposed against version 1.
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(10));
+        catch_up(&b, &a);
+    }
+    assert_eq!(heard.0.lock().proposals.last().cloned(), Some((1, vec![A, B])));
+    assert_eq!(heard.0.lock().versions.last(), Some(&1));
+    a.confirm_isr(1, &[A, B]).unwrap();
+    assert_eq!(a.isr_version(), Some(2));
+    // A coordinator holding version 2 refuses the late copy of the grow,
+    // which says it replaces version 0.
+    assert_eq!(b.isr_version(), None, "a follower has no in-sync set");
+}
+
 /// KIP-320 fencing: a zombie leader (one that missed its replacement) must
 /// neither get its records onto the new leader's followers nor see them
 /// acknowledged with `Acks::All`; when it rejoins, they are truncated.
