@@ -44,17 +44,21 @@ impl Log {
 /// virtual clock that does not advance, no interval sync happens.
 pub(super) fn spawn_interval_sync(shared: Arc<Shared>, period: Duration) -> Result<JoinHandle<()>> {
     let dir = shared.dir.clone();
+    // The period starts now, not when the thread first runs: on a loaded
+    // machine that can be after the clock moved, and the first sync would
+    // then wait for the clock to move again.
+    let started_ms = shared.options.now_ms();
     std::thread::Builder::new()
         .name("replog-sync".into())
-        .spawn(move || interval_sync(&shared, period))
+        .spawn(move || interval_sync(&shared, period, started_ms))
         .map_err(|e| Error::io("spawn sync thread", dir, e))
 }
 
-fn interval_sync(shared: &Shared, period: Duration) {
+fn interval_sync(shared: &Shared, period: Duration, started_ms: i64) {
     let period_ms = period.as_millis().min(i64::MAX as u128) as i64;
     let (stop, wake) = &shared.stop;
     let mut stopped = stop.lock();
-    let mut last_sync_ms = shared.options.now_ms();
+    let mut last_sync_ms = started_ms;
     shared
         .interval_sync_due_ms
         .store(last_sync_ms.saturating_add(period_ms), Ordering::Release);
