@@ -84,6 +84,7 @@ mod replica_id;
 pub mod replication;
 mod storage;
 
+pub use bytes::Bytes;
 pub use clock::{Clock, SystemClock};
 pub use error::{Damage, Error, Result};
 pub use format::NewRecord;

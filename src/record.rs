@@ -44,8 +44,14 @@ impl Record {
         self.leader_epoch
     }
 
-    /// The key, if the record has one.
-    pub fn key(&self) -> Option<&Bytes> {
+    /// The key, if the record has one: bytes, as
+    /// [`RecordRef::key`](crate::RecordRef::key) returns them.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    /// The key as a shared, zero-copy [`Bytes`] (clone it to keep it).
+    pub fn key_bytes(&self) -> Option<&Bytes> {
         self.key.as_ref()
     }
 

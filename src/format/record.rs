@@ -35,18 +35,27 @@ pub struct NewRecord<'a> {
 
 impl<'a> NewRecord<'a> {
     /// A record with this value, no key, and the append time as timestamp.
-    pub fn new(value: &'a [u8]) -> Self {
+    /// Takes anything that is bytes: `b"..."`, `&[u8]`, `&str`, `&String`,
+    /// `&Vec<u8>`, `&Bytes`.
+    ///
+    /// ```
+    /// let post = String::from("hello");
+    /// let author = vec![b'a', b'l'];
+    /// let record = replog::NewRecord::new(&post).key(&author);
+    /// assert_eq!(record.value, b"hello");
+    /// ```
+    pub fn new<V: AsRef<[u8]> + ?Sized>(value: &'a V) -> Self {
         NewRecord {
             key: None,
-            value,
+            value: value.as_ref(),
             timestamp_ms: None,
         }
     }
 
-    /// Sets the key.
+    /// Sets the key (any bytes, as for [`NewRecord::new`]).
     #[must_use]
-    pub fn key(mut self, key: &'a [u8]) -> Self {
-        self.key = Some(key);
+    pub fn key<K: AsRef<[u8]> + ?Sized>(mut self, key: &'a K) -> Self {
+        self.key = Some(key.as_ref());
         self
     }
 
