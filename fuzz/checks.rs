@@ -159,7 +159,7 @@ fn check_all_batches(log: &Log, records: &[Record], context: &str) {
             assert_eq!(record.offset(), offset + count, "{context}");
             assert!(
                 record.timestamp_ms() == expected.timestamp_ms()
-                    && record.key() == expected.key().map(|k| &k[..])
+                    && record.key() == expected.key()
                     && record.value() == &expected.value()[..]
                     && batch.leader_epoch() == expected.leader_epoch(),
                 "{context}: batches differ from iter at {}",

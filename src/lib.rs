@@ -11,7 +11,7 @@
 //! let log = Log::open(dir.path(), Options::default().sync(SyncPolicy::Always))?;
 //! let offset = log.append_record(NewRecord::new(b"hello").key(b"alice").timestamp_ms(1_000))?;
 //! let record = log.read(offset)?;
-//! assert_eq!(record.key().map(|k| &k[..]), Some(&b"alice"[..]));
+//! assert_eq!(record.key(), Some(&b"alice"[..]));
 //! assert_eq!(log.offset_for_timestamp(500)?, Some(offset));
 //! # Ok(()) }
 //! ```

@@ -58,7 +58,7 @@ fn reset_child() {
             let base = log.next_offset();
             let count = rng.in_range(1..5) as u64;
             let values: Vec<Vec<u8>> = (base..base + count).map(value_at).collect();
-            let records: Vec<NewRecord<'_>> = values.iter().map(|v| NewRecord::new(v)).collect();
+            let records: Vec<NewRecord<'_>> = values.iter().map(NewRecord::new).collect();
             if rng.percent(50) {
                 log.append_records(&records).unwrap();
             } else {

@@ -169,7 +169,7 @@ mod tests {
         #[test]
         fn encoded_batches_validate(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..20),
                                     base in 0u64..u64::MAX / 2, epoch in any::<u64>(), now in any::<i64>()) {
-            let records: Vec<NewRecord<'_>> = values.iter().map(|v| NewRecord::new(v)).collect();
+            let records: Vec<NewRecord<'_>> = values.iter().map(NewRecord::new).collect();
             let bytes = encode_batch_to_vec(&records, base, epoch, now);
             let header = validate_batch(&bytes, base).unwrap();
             prop_assert_eq!(header.record_count as usize, values.len());

@@ -80,7 +80,7 @@ impl Log {
     ///     NewRecord::new(b"hello").key(b"alice").timestamp_ms(1_000),
     ///     NewRecord::new(b"world").key(b"bob").timestamp_ms(1_001),
     /// ])?;
-    /// assert_eq!(log.read(base + 1)?.key().map(|k| &k[..]), Some(&b"bob"[..]));
+    /// assert_eq!(log.read(base + 1)?.key(), Some(&b"bob"[..]));
     /// # Ok(()) }
     /// ```
     ///
