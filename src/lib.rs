@@ -94,7 +94,7 @@ pub use options::{
     INDEX_INTERVAL_BYTES_MIN, MAPPED_SEGMENTS_MAX_DEFAULT, Options, RECORD_BYTES_MAX_DEFAULT, Retention,
     SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SyncPolicy,
 };
-pub use read::{Batch, BatchRecords, Batches, EncodedRun, Iter, RecordRef};
+pub use read::{Batch, BatchRecords, Batches, EncodedRun, Iter, RecordRef, RevBatches, RevIter};
 pub use record::Record;
 pub use storage::recovery::RecoveryReport;
 

@@ -28,6 +28,23 @@ impl Record {
         }
     }
 
+    /// A record from its parts (sharing the batch's bytes).
+    pub(crate) fn from_parts(
+        offset: u64,
+        timestamp_ms: i64,
+        leader_epoch: u64,
+        key: Option<Bytes>,
+        value: Bytes,
+    ) -> Record {
+        Record {
+            offset,
+            timestamp_ms,
+            leader_epoch,
+            key,
+            value,
+        }
+    }
+
     /// The record's offset: its position in the log, starting at 0.
     pub fn offset(&self) -> u64 {
         self.offset

@@ -10,6 +10,7 @@ mod durability;
 mod encoded;
 mod epoch;
 mod retention;
+mod rev;
 mod tail;
 mod truncate;
 

@@ -5,6 +5,7 @@ mod batch;
 mod batches;
 mod encoded;
 mod iter;
+mod rev;
 mod walker;
 
 pub use batch::{Batch, BatchRecords, RecordRef};
@@ -12,3 +13,4 @@ pub use batches::Batches;
 pub use encoded::EncodedRun;
 pub(crate) use encoded::encoded_run;
 pub use iter::Iter;
+pub use rev::{RevBatches, RevIter};
