@@ -89,7 +89,7 @@ pub use clock::{Clock, SystemClock};
 pub use error::{Damage, Error, Result};
 pub use format::NewRecord;
 pub use listener::{LogListener, NoListener};
-pub use log::Log;
+pub use log::{Log, Tail, TailStop};
 pub use options::{
     INDEX_INTERVAL_BYTES_MIN, MAPPED_SEGMENTS_MAX_DEFAULT, Options, RECORD_BYTES_MAX_DEFAULT, Retention,
     SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SyncPolicy,

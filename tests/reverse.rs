@@ -1,6 +1,6 @@
 //! Reading newest first (`Log::iter_rev`, `Log::batches_rev`): the same
 //! records as forward iteration, reversed, from any bound; zero-copy; the
-//! same error contract.
+//! same error contract. And tailing (`Log::tail`).
 
 mod common;
 
@@ -139,4 +139,45 @@ fn damage_ends_reverse_iteration_with_corrupt() {
     assert!(matches!(error, Error::Corrupt { .. }), "{error}");
     assert!(iter.next().is_none(), "the iteration ends after an error");
     assert!(seen > 0);
+}
+
+// Tailing (`Log::tail`) lives here too: the other new way to read.
+
+#[test]
+fn a_tail_returns_every_record_as_it_is_appended_and_stops_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), options()).unwrap();
+    log.append("before").unwrap();
+    let tail = log.tail(0);
+    let stop = tail.stop_handle();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || tail.map(|r| r.unwrap().value().to_vec()).collect::<Vec<_>>());
+        for i in 0..200 {
+            log.append(format!("post {i}")).unwrap();
+            if i % 50 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        while !log.wait_for(200, std::time::Duration::from_secs(1)) {}
+        // Let the reader catch up, then stop it while it waits.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stop.stop();
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), 201);
+        assert_eq!(got[0], b"before");
+        assert_eq!(got[200], b"post 199");
+    });
+}
+
+#[test]
+fn a_tail_with_a_timeout_ends_when_nothing_comes_and_resumes_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), options()).unwrap();
+    let mut tail = log.tail(0).timeout(std::time::Duration::from_millis(20));
+    let started = std::time::Instant::now();
+    assert!(tail.next().is_none());
+    assert!(started.elapsed() >= std::time::Duration::from_millis(20));
+    log.append("late").unwrap();
+    assert_eq!(tail.next().unwrap().unwrap().offset(), 0);
+    assert_eq!(tail.next_offset(), 1);
 }

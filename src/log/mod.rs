@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, MappedMutexGuard, Mutex, MutexGuard};
 
 use self::tail::Tailers;
+pub use self::tail::{Tail, TailStop};
 use crate::error::{Error, Result};
 use crate::options::{Options, SyncPolicy};
 use crate::read::{Batches, Iter};
