@@ -94,6 +94,11 @@ pub enum Error {
     #[error("an earlier sync failed; the log refuses writes until it is reopened")]
     Poisoned,
 
+    /// The log was closed (`Log::close`, possibly through another clone of
+    /// an `Arc` that shares it): it refuses every call.
+    #[error("the log was closed")]
+    Closed,
+
     /// The log was opened read-only; it refuses every change.
     #[error("the log was opened read-only")]
     ReadOnly,

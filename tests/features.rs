@@ -519,3 +519,43 @@ fn epoch_history_is_empty_once_every_record_is_deleted() {
     assert_eq!(log.epoch_history(), vec![(1, active_base)]);
     assert!(!log.recovery_report().epochs_rebuilt);
 }
+
+/// Issue 11: `close` took the log by value, so a log shared through an
+/// `Arc` could not be closed. Now any clone closes it; appends racing with
+/// the close either complete (and survive the reopen) or get `Closed`.
+#[test]
+fn a_log_shared_through_an_arc_closes_and_refuses_later_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(dir.path(), small()).unwrap());
+    let appended = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..3)
+            .map(|_| {
+                let log = Arc::clone(&log);
+                scope.spawn(move || {
+                    let mut ok = Vec::new();
+                    loop {
+                        match log.append(b"x") {
+                            Ok(offset) => ok.push(offset),
+                            Err(Error::Closed) => return ok,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        while log.next_offset() < 300 {
+            std::thread::yield_now();
+        }
+        log.close().unwrap();
+        writers.into_iter().flat_map(|w| w.join().unwrap()).count() as u64
+    });
+    assert!(matches!(log.close(), Err(Error::Closed)));
+    assert!(matches!(log.read(0), Err(Error::Closed)));
+    assert!(matches!(log.iter(0).next(), Some(Err(Error::Closed))));
+    assert!(matches!(log.sync(), Err(Error::Closed)));
+    assert!(log.is_closed());
+    let reopened = Log::open(dir.path(), small()).unwrap();
+    assert!(reopened.recovery_report().clean_shutdown);
+    assert_eq!(reopened.next_offset(), appended, "every append that returned is there");
+    drop(log);
+}

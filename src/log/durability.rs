@@ -27,6 +27,7 @@ impl Log {
     /// [`Error::Poisoned`] after an earlier failed sync, [`Error::Io`] if this
     /// one fails (which poisons the log), [`Error::ReadOnly`].
     pub fn sync(&self) -> Result<()> {
+        self.shared.check_open()?;
         if self.shared.writer.lock().is_none() {
             return Err(Error::ReadOnly);
         }

@@ -16,7 +16,7 @@ mod truncate;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, MappedMutexGuard, Mutex, MutexGuard};
@@ -56,8 +56,7 @@ use crate::storage::segment_writer::{SegmentConfig, SegmentWriter};
 /// ```
 pub struct Log {
     shared: Arc<Shared>,
-    interval_sync: Option<JoinHandle<()>>,
-    closed: bool,
+    interval_sync: Mutex<Option<JoinHandle<()>>>,
 }
 
 pub(crate) struct Shared {
@@ -69,8 +68,10 @@ pub(crate) struct Shared {
     record_bytes_max: u64,
     /// `options.batch_bytes_max()`, computed once.
     batch_bytes_max: u64,
-    /// Held for as long as the log is open.
-    _lock: DirLock,
+    /// Held for as long as the log is open; released by `close`.
+    lock: Mutex<Option<DirLock>>,
+    /// Set by `close`: every later call returns `Error::Closed`.
+    closed: AtomicBool,
     /// `None` when the log was opened read-only.
     writer: Mutex<Option<Writer>>,
     segments: SegmentSet,
@@ -211,7 +212,8 @@ impl Log {
             record_bytes_max: options.record_bytes_max_value() as u64,
             batch_bytes_max: options.batch_bytes_max(),
             options,
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
+            closed: AtomicBool::new(false),
             writer: Mutex::new(writer),
             segments: SegmentSet::new(segments),
             cache,
@@ -236,8 +238,7 @@ impl Log {
         };
         let log = Log {
             shared,
-            interval_sync,
-            closed: false,
+            interval_sync: Mutex::new(interval_sync),
         };
         if let Some(writer) = log.shared.writer.lock().as_mut() {
             log.shared.prefault_ahead(writer);
@@ -256,6 +257,7 @@ impl Log {
     /// [`Error::OffsetOutOfRange`] outside `start_offset()..next_offset()`,
     /// [`Error::Corrupt`] if the stored batch fails its checks.
     pub fn read(&self, offset: u64) -> Result<Record> {
+        self.shared.check_open()?;
         let end = self.shared.next_offset.load(Ordering::Acquire);
         let start = self.start_offset();
         if offset >= end || offset < start {
@@ -305,6 +307,7 @@ impl Log {
 
     /// The segments to read from `from` and the end of the log in them.
     fn read_snapshot(&self, from: u64) -> Result<(SegmentList, u64)> {
+        self.shared.check_open()?;
         // The end comes from the snapshot itself, so a truncation or roll
         // between the two loads cannot leave offsets the snapshot lacks.
         let segments = self.shared.segments.snapshot();
@@ -387,14 +390,33 @@ impl Log {
     /// releases the directory lock. Dropping the log does the same, ignoring
     /// errors. A read-only log only releases its lock.
     ///
+    /// It takes `&self`, so a log shared through an `Arc` can be closed:
+    /// every later call on it (from any clone) returns [`Error::Closed`],
+    /// an append in progress finishes first, and records and batches
+    /// already handed out stay readable (their bytes stay mapped).
+    ///
     /// Cost: a sync of the active segment's unsynced pages and three small
     /// file writes.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> replog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let log = std::sync::Arc::new(replog::Log::open(dir.path(), replog::Options::default())?);
+    /// let shared = std::sync::Arc::clone(&log);
+    /// log.close()?;
+    /// assert!(matches!(shared.append(b"late"), Err(replog::Error::Closed)));
+    /// let _reopened = replog::Log::open(dir.path(), replog::Options::default())?; // the lock was released
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
-    /// [`Error::Poisoned`] if a sync failed earlier (no clean checkpoint is
-    /// written; the next open recovers), [`Error::Io`].
-    pub fn close(mut self) -> Result<()> {
+    /// [`Error::Closed`] if it was closed already; [`Error::Poisoned`] if a
+    /// sync failed earlier (no clean checkpoint is written; the next open
+    /// recovers), [`Error::Io`].
+    pub fn close(&self) -> Result<()> {
         self.close_inner()
     }
 
@@ -411,34 +433,55 @@ impl Log {
     /// recovery. (The page cache survives, as it does when a process dies.)
     /// For tests and benchmarks of recovery.
     #[cfg(feature = "test-util")]
-    pub fn simulate_crash(mut self) {
-        self.closed = true;
+    pub fn simulate_crash(self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
         self.stop_background();
+        self.shared.lock.lock().take();
     }
 
-    fn stop_background(&mut self) {
+    /// Whether [`Log::close`] was called (on this handle or a clone of the
+    /// `Arc` that shares it).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    fn stop_background(&self) {
         *self.shared.stop.0.lock() = true;
         self.shared.stop.1.notify_all();
-        if let Some(thread) = self.interval_sync.take() {
+        if let Some(thread) = self.interval_sync.lock().take() {
             let _ = thread.join();
         }
     }
 
-    fn close_inner(&mut self) -> Result<()> {
-        if std::mem::replace(&mut self.closed, true) {
-            return Ok(());
+    fn close_inner(&self) -> Result<()> {
+        if self.shared.closed.swap(true, Ordering::SeqCst) {
+            return Err(Error::Closed);
         }
         self.stop_background();
-        let writer = self.shared.writer.lock();
-        let Some(writer) = writer.as_ref() else {
-            return Ok(());
+        // Waits for an append in progress; later ones see the flag.
+        let mut writer = self.shared.writer.lock();
+        let result = match writer.as_ref() {
+            None => Ok(()),
+            Some(writer) => {
+                self.shared.prefaulter.retarget(None, 0);
+                self.shared
+                    .group
+                    .check()
+                    .and_then(|()| self.shared.close_locked(writer))
+            }
         };
-        self.shared.prefaulter.retarget(None, 0);
-        self.shared.group.check()?;
-        let result = self.shared.close_locked(writer);
         if result.is_err() {
             self.shared.group.poison();
         }
+        // Release the mappings now, not when the last clone of a shared
+        // handle drops (records handed out keep their own).
+        *writer = None;
+        drop(writer);
+        for segment in self.shared.segments.snapshot().iter() {
+            segment.slot().release();
+        }
+        self.shared.lock.lock().take();
+        self.shared.tailers.notify();
         result
     }
 
@@ -453,7 +496,9 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        let _ = self.close_inner();
+        if !self.is_closed() {
+            let _ = self.close_inner();
+        }
     }
 }
 
@@ -468,9 +513,20 @@ impl std::fmt::Debug for Log {
 }
 
 impl Shared {
-    /// The writer, locked; [`Error::ReadOnly`] for a read-only log.
+    /// The writer, locked; [`Error::Closed`] after `close`,
+    /// [`Error::ReadOnly`] for a read-only log.
     fn lock_writer(&self) -> Result<MappedMutexGuard<'_, Writer>> {
-        MutexGuard::try_map(self.writer.lock(), Option::as_mut).map_err(|_| Error::ReadOnly)
+        let writer = self.writer.lock();
+        self.check_open()?;
+        MutexGuard::try_map(writer, Option::as_mut).map_err(|_| Error::ReadOnly)
+    }
+
+    /// [`Error::Closed`] once `close` was called.
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        Ok(())
     }
 
     /// What new segments of this log are created with.

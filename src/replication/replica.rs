@@ -386,7 +386,7 @@ impl Replica {
     /// [`Error::Io`], and as [`Log::close`].
     pub fn close(mut self) -> Result<()> {
         let written = self.write_state(self.epoch());
-        let closed = self.log.take().map_or(Ok(()), Log::close);
+        let closed = self.log.take().map_or(Ok(()), |log| log.close());
         self.notifier.notify();
         written.and(closed)
     }

@@ -174,6 +174,14 @@ impl MapSlot {
         self.map.read().is_some()
     }
 
+    /// Drops the slot's own mapping, pinned or not (at close): bytes readers
+    /// hold stay mapped through their own references, and a later read maps
+    /// the file again.
+    pub(crate) fn release(&self) {
+        self.pinned.store(false, Ordering::Release);
+        *self.map.write() = None;
+    }
+
     fn map_again(&self, frozen_at_least: u64) -> Result<Arc<MappedFile>> {
         let gone = || {
             Error::io(
