@@ -38,14 +38,24 @@ fn main() -> replog::Result<()> {
         posted += BATCH as u64;
     }
     let elapsed = started.elapsed();
-    report("appended", POSTS, POST_BYTES, elapsed);
+    report(
+        "appended (SyncPolicy::Never, batches of 100)",
+        POSTS,
+        POST_BYTES,
+        elapsed,
+    );
 
     // One post at a time, as a request handler would.
     let started = Instant::now();
     for _ in 0..POSTS / 10 {
         log.append(&body)?;
     }
-    report("appended one per call", POSTS / 10, POST_BYTES, started.elapsed());
+    report(
+        "appended (SyncPolicy::Never, one per call)",
+        POSTS / 10,
+        POST_BYTES,
+        started.elapsed(),
+    );
 
     // Durable appends: each returns only once the post is on disk.
     let durable = Log::open(dir.path().join("durable"), Options::default().sync(SyncPolicy::Always))?;
@@ -54,7 +64,7 @@ fn main() -> replog::Result<()> {
         durable.append(&body)?;
     }
     report(
-        "appended durably (SyncPolicy::Always, 1 thread)",
+        "appended (SyncPolicy::Always, one per call, 1 thread)",
         500,
         POST_BYTES,
         started.elapsed(),

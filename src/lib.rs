@@ -16,6 +16,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Defaults and platform
+//!
+//! `Options::default()` syncs every append (`SyncPolicy::Always`, with group
+//! commit), preallocates 256 MiB segment files, and runs a background
+//! pre-fault thread per open log (and a sync thread under
+//! `SyncPolicy::Interval`); see [`Options`] for every default. One handle
+//! opens a directory at a time, across processes. Linux only (`fallocate`,
+//! `madvise`, `fcntl` locks); the minimum Rust version is 1.89.
+//!
 //! # Guarantees
 //!
 //! - **Acknowledged means durable.** With [`SyncPolicy::Always`], a record

@@ -49,7 +49,24 @@ pub struct Retention {
 }
 
 /// Options for [`Log::open`](crate::Log::open). Builder methods take and return
-/// `Options` by value:
+/// `Options` by value.
+///
+/// The defaults (`Options::default()`) are for production:
+///
+/// | option | default | what it means |
+/// |---|---|---|
+/// | [`sync`](Options::sync) | `SyncPolicy::Always` | an append returns once durable (group commit) |
+/// | [`segment_bytes`](Options::segment_bytes) | 256 MiB | each segment file is preallocated (`fallocate`) to this size when created |
+/// | [`index_interval_bytes`](Options::index_interval_bytes) | 4 KiB | one sparse index entry per this many bytes of batches |
+/// | [`record_bytes_max`](Options::record_bytes_max) | 1 MiB | largest key + value |
+/// | [`retention`](Options::retention) | none | nothing is deleted |
+/// | [`prefault_bytes`](Options::prefault_bytes) | 8 MiB | a background thread per log faults pages in this far ahead of the writer |
+/// | [`mapped_segments_max`](Options::mapped_segments_max) | 1024 | sealed segments mapped at once |
+/// | [`clock`](Options::clock), [`listener`](Options::listener) | system clock, none | |
+///
+/// Each open log also runs a sync thread under `SyncPolicy::Interval`. A
+/// directory is opened by one handle at a time (a lock file, across
+/// processes). Linux only.
 ///
 /// ```
 /// use replog::{Options, SyncPolicy};
