@@ -77,6 +77,9 @@ pub struct Retention {
 pub struct Options {
     pub(crate) segment_bytes: u64,
     pub(crate) index_interval_bytes: u32,
+    /// Which on-disk choices the caller set (the others adopt what the log
+    /// stored, see `storage::stored_options`).
+    pub(crate) explicit: Explicit,
     /// `None`: the default, 1 MiB or what fits in a segment if less.
     pub(crate) record_bytes_max: Option<u32>,
     pub(crate) sync: SyncPolicy,
@@ -108,6 +111,13 @@ impl fmt::Debug for Options {
     }
 }
 
+/// Which of the options stored with a log the caller set explicitly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Explicit {
+    pub segment_bytes: bool,
+    pub index_interval_bytes: bool,
+}
+
 impl Default for Options {
     /// Production defaults: 256 MiB segments, an index entry every 4 KiB,
     /// records up to 1 MiB (or the most a segment holds, if less),
@@ -118,6 +128,7 @@ impl Default for Options {
         Options {
             segment_bytes: 256 << 20,
             index_interval_bytes: 4096,
+            explicit: Explicit::default(),
             record_bytes_max: None,
             sync: SyncPolicy::Always,
             retention: Retention::default(),
@@ -135,6 +146,7 @@ impl Options {
     #[must_use]
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
+        self.explicit.segment_bytes = true;
         self
     }
 
@@ -142,6 +154,7 @@ impl Options {
     #[must_use]
     pub fn index_interval_bytes(mut self, bytes: u32) -> Self {
         self.index_interval_bytes = bytes;
+        self.explicit.index_interval_bytes = true;
         self
     }
 

@@ -559,3 +559,38 @@ fn a_log_shared_through_an_arc_closes_and_refuses_later_calls() {
     assert_eq!(reopened.next_offset(), appended, "every append that returned is there");
     drop(log);
 }
+
+/// Issue 11: the on-disk options were not stored, so a log of 64 KiB
+/// segments reopened with the defaults preallocated 256 MiB (and failed on
+/// a small volume with a misleading `fallocate` error). Unset options now
+/// adopt the stored ones; a set one that differs is a reported change.
+#[test]
+fn a_log_remembers_its_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = Options::default().segment_bytes(64 * 1024).index_interval_bytes(512);
+    let log = Log::open(dir.path(), created).unwrap();
+    for i in 0..500 {
+        log.append(format!("record {i}")).unwrap();
+    }
+    log.close().unwrap();
+    let largest_file = || {
+        fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .max()
+            .unwrap()
+    };
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    assert!(log.recovery_report().options_changed.is_empty());
+    assert!(largest_file() <= 64 * 1024, "the active segment keeps its 64 KiB");
+    log.close().unwrap();
+    let log = Log::open(dir.path(), Options::default().segment_bytes(128 * 1024)).unwrap();
+    assert_eq!(
+        log.recovery_report().options_changed,
+        vec![("segment_bytes", 64 * 1024, 128 * 1024)]
+    );
+    log.close().unwrap();
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    assert!(log.recovery_report().options_changed.is_empty(), "the change was stored");
+    assert_eq!(log.next_offset(), 500);
+}

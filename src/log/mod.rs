@@ -36,6 +36,7 @@ use crate::storage::mapping::MapCache;
 use crate::storage::recovery::{self, Access, RecoveryReport};
 use crate::storage::segment_set::{SegmentList, SegmentSet, find_segment};
 use crate::storage::segment_writer::{SegmentConfig, SegmentWriter};
+use crate::storage::stored_options;
 
 /// A segmented, memory-mapped, append-only log of records in one directory.
 ///
@@ -182,11 +183,17 @@ impl Log {
             Access::ReadOnly => LockMode::Shared,
         };
         let lock = DirLock::acquire(dir, mode)?;
+        let reconciled = stored_options::reconcile(dir, options)?;
+        let options = reconciled.options;
         // Read before recovery, which must not start on a newer format.
         let epochs_file = StoredEpochs::read(dir)?;
         let cache = MapCache::new(options.mapped_segments_max);
         let recovered = recovery::recover(dir, &options, access, &cache)?;
+        if reconciled.store && access == Access::ReadWrite {
+            stored_options::store(dir, &options)?;
+        }
         let mut report = recovered.report;
+        report.options_changed = reconciled.changed;
         let segments = recovered.segments;
         let start_offset = segments[0].base_offset();
         let next_offset = segments.last().expect("at least one segment").next_offset();

@@ -4,6 +4,7 @@
 //! LOCK                            directory lock (see `lock`)
 //! checkpoint                      recovery point, clean-shutdown flag
 //! epochs                          leader epoch history
+//! options                         the on-disk options the log was created with
 //! replica                         replication state (epoch, high watermark)
 //! <base>.log                      segment (base offset, 20 decimal digits)
 //! <base>.index, <base>.timeindex  the segment's sparse indexes
@@ -18,6 +19,8 @@ pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const CHECKPOINT: &str = "checkpoint";
 /// Name of the epoch history file.
 pub(crate) const EPOCHS: &str = "epochs";
+/// Name of the file of stored options (`storage::stored_options`).
+pub(crate) const OPTIONS: &str = "options";
 /// Name of the replication state file (`replication::Replica`).
 pub(crate) const REPLICA: &str = "replica";
 
@@ -75,7 +78,7 @@ pub(crate) fn parse(name: &str) -> Entry {
             _ => Entry::Foreign,
         };
     }
-    if [LOCK, CHECKPOINT, EPOCHS, REPLICA].contains(&name) {
+    if [LOCK, CHECKPOINT, EPOCHS, OPTIONS, REPLICA].contains(&name) {
         return Entry::Metadata;
     }
     let Some((stem, extension)) = name.split_once('.') else {

@@ -24,3 +24,4 @@ pub(crate) mod scan;
 pub(crate) mod segment;
 pub(crate) mod segment_set;
 pub(crate) mod segment_writer;
+pub(crate) mod stored_options;

@@ -71,6 +71,11 @@ pub struct RecoveryReport {
     /// Leftover temporary files of an interrupted write, and index files
     /// without a segment, that open removed.
     pub stray_files_removed: Vec<PathBuf>,
+    /// On-disk options (`segment_bytes`, `index_interval_bytes`) the open
+    /// set to another value than the log had stored: (name, stored, new).
+    /// They apply to new segments and index entries. Options left unset
+    /// take the stored values.
+    pub options_changed: Vec<(&'static str, u64, u64)>,
     /// Files in the directory whose names are not the log's: left alone.
     pub files_ignored: Vec<PathBuf>,
     /// The checkpoint failed its checks (or pointed outside the segments)
