@@ -37,6 +37,7 @@ mod common;
 
 mod checks;
 mod cluster;
+mod regressions;
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
