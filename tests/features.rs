@@ -591,6 +591,9 @@ fn a_log_remembers_its_shape() {
     );
     log.close().unwrap();
     let log = Log::open(dir.path(), Options::default()).unwrap();
-    assert!(log.recovery_report().options_changed.is_empty(), "the change was stored");
+    assert!(
+        log.recovery_report().options_changed.is_empty(),
+        "the change was stored"
+    );
     assert_eq!(log.next_offset(), 500);
 }

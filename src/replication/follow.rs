@@ -1,6 +1,8 @@
 //! The follower's side: building a fetch request and applying the
 //! leader's response.
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 
 use super::messages::{FetchRequest, FetchResponse};
@@ -136,6 +138,7 @@ impl Replica {
                 fetch_offset,
                 last_fetched_epoch,
                 high_watermark,
+                log_end,
                 batches,
                 ..
             } => {
@@ -149,7 +152,12 @@ impl Replica {
                         reason: "the records answer a fetch from another position of the log",
                     });
                 }
-                self.apply_records(epoch, high_watermark, &batches)
+                let applied = self.apply_records(epoch, high_watermark, &batches)?;
+                if self.log().next_offset() >= log_end {
+                    // Caught up with the leader: whatever a crash lost is back.
+                    self.unclean.store(false, Ordering::SeqCst);
+                }
+                Ok(applied)
             }
             FetchResponse::Diverging { epoch, end_offset } => self.truncate_diverging(epoch, end_offset),
             FetchResponse::OffsetOutOfRange { log_start } => self.reset_to(log_start),

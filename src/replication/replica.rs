@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -69,9 +69,9 @@ pub struct Replica {
     pub(super) notifier: Arc<Notifier>,
     /// The high watermark last written to the `replica` file, and when.
     pub(super) persisted: Mutex<Persisted>,
-    /// Set by a recovery that cut records: the log end the replica must
-    /// reach again before it is a safe leader.
-    pub(super) unclean_until: AtomicU64,
+    /// Set when the replica may have lost records others count (see
+    /// `unclean_recovery`); cleared once it caught up with a leader.
+    pub(super) unclean: AtomicBool,
 }
 
 /// The settings `Replica` uses from [`ReplicaOptions`].
@@ -146,9 +146,9 @@ impl Replica {
     /// known leader, at the stored epoch, whatever role it had: the
     /// application assigns roles.
     ///
-    /// If recovery cut records (a crash under a sync policy that lost
-    /// them), [`Replica::unclean_recovery`] is true until the log has
-    /// caught up again: a control plane must not elect it meanwhile.
+    /// If the replica may have lost records that others count (see
+    /// [`Replica::unclean_recovery`]), it is flagged until it has caught up
+    /// with a leader again: a control plane must not elect it meanwhile.
     ///
     /// Cost: [`Log::open`] and one small synced file write.
     ///
@@ -179,13 +179,15 @@ impl Replica {
         let stored_hw = stored.map_or(0, |s| s.high_watermark);
         let high_watermark = stored_hw.min(end);
         let epoch = stored.map_or(0, |s| s.epoch).max(log.leader_epoch());
-        let report = log.recovery_report();
-        let lost_records = report.truncated_at.is_some() && !report.clean_shutdown;
-        let unclean_until = if lost_records || stored_hw > end {
-            stored_hw.max(end + 1)
-        } else {
-            0
-        };
+        // Under `SyncPolicy::Always` a replica counts (and lets others
+        // count) only what is durable, so a crash loses nothing counted;
+        // under the other policies a crash of the machine can lose a tail
+        // that was counted, and recovery cannot tell (the lost pages read
+        // as zeros). A stored high watermark above the log end always means
+        // committed records are gone.
+        let weak_policy = options.log.sync_value() != SyncPolicy::Always;
+        let crashed = stored.is_some() && !log.recovery_report().clean_shutdown;
+        let unclean = stored_hw > end || (crashed && weak_policy);
         let now_ms = options.log.now_ms();
         let replica = Replica {
             id,
@@ -213,7 +215,7 @@ impl Replica {
                 high_watermark,
                 written_ms: now_ms,
             }),
-            unclean_until: AtomicU64::new(unclean_until),
+            unclean: AtomicBool::new(unclean),
         };
         replica.write_state(epoch)?;
         Ok(replica)
@@ -287,12 +289,15 @@ impl Replica {
         self.leader.lock().as_ref()?.pending().map(<[ReplicaId]>::to_vec)
     }
 
-    /// True while a replica whose recovery cut records (or whose log ended
-    /// below its stored high watermark) has not caught up to where it was:
-    /// it may lack records the others count as committed, so a control
-    /// plane must not elect it leader meanwhile (Kafka's KIP-966).
+    /// True while a replica that may have lost records others count as
+    /// committed has not caught up with a leader again: it restarted after
+    /// a crash under a sync policy other than `SyncPolicy::Always` (whose
+    /// unsynced tail, which its leader counted, may be gone), or its log
+    /// ends below its stored high watermark. A control plane must not
+    /// elect it leader meanwhile (Kafka's KIP-966). Cleared when a fetch
+    /// brings its log to its leader's end.
     pub fn unclean_recovery(&self) -> bool {
-        self.log().next_offset() < self.unclean_until.load(Ordering::SeqCst)
+        self.unclean.load(Ordering::SeqCst)
     }
 
     /// Makes this replica the leader of `epoch`, for the replicas in

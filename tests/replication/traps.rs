@@ -307,10 +307,12 @@ fn a_follower_that_lost_reported_records_leaves_the_isr() {
     c.simulate_crash();
     let c = Replica::open(dirs[2].path(), C, never()).unwrap();
     assert_eq!(c.log().next_offset(), 0);
+    assert!(c.unclean_recovery(), "it may have lost what A counted: not electable");
     c.become_follower(1, A).unwrap();
     fetch_once(&c, &a).unwrap();
     assert_eq!(heard.0.lock().proposals.last().cloned(), Some((1, vec![A, B])));
     a.confirm_isr(1, &[A, B]).unwrap();
     catch_up(&c, &a);
+    assert!(!c.unclean_recovery(), "caught up with its leader");
     assert_eq!(heard.0.lock().proposals.last().cloned(), Some((1, vec![A, B, C])));
 }
