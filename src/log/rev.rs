@@ -10,7 +10,7 @@ impl Log {
     ///
     /// Same snapshot and error semantics as [`Log::iter`]: records appended
     /// later are not included, truncation and retention meanwhile do not
-    /// disturb it, and after an error (damage, as [`Error::Corrupt`]) it
+    /// disturb it, and after an error (damage, as [`Error::Corrupt`](crate::Error::Corrupt)) it
     /// ends. An offset outside `start_offset()..=next_offset()` yields one
     /// `Err(OffsetOutOfRange)`.
     ///
