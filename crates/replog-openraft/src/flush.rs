@@ -1,0 +1,208 @@
+//! Flush callbacks fired from replog's group commit.
+//!
+//! `append` writes entries into the log (readable at once) and queues
+//! openraft's [`LogFlushed`] callback with the offset the entries end at.
+//! A background thread, the flusher, calls [`Log::sync`] whenever callbacks
+//! wait: appends that arrive while a sync runs are covered by the next one,
+//! so one `msync` serves every append in flight and no append pays a sync
+//! of its own. The callbacks are fired by the log's
+//! [`LogListener::post_durable`] hook, from whichever thread completed the
+//! sync, once the durable offset passes their end. The same thread carries
+//! out purges' segment deletions ([`Log::delete_before`]) off the caller's
+//! path.
+//!
+//! A failed sync poisons the log (replog refuses writes until reopened);
+//! the flusher fails every waiting callback with the error and the queue
+//! refuses new ones.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use openraft::RaftTypeConfig;
+use openraft::storage::LogFlushed;
+use parking_lot::{Condvar, Mutex};
+use replog::{Log, LogListener};
+
+/// Callbacks waiting for durability, and work for the flusher thread.
+pub(crate) struct FlushQueue<C: RaftTypeConfig> {
+    state: Mutex<State<C>>,
+    wake: Condvar,
+}
+
+struct State<C: RaftTypeConfig> {
+    /// `(end offset, callback)`, in append order, so ends ascend.
+    waiting: VecDeque<(u64, LogFlushed<C>)>,
+    /// Set once a sync failed: the message every later callback gets.
+    poisoned: Option<String>,
+    /// A purge asked for whole segments before this offset to be deleted.
+    delete_before: Option<u64>,
+    stop: bool,
+    /// Most callbacks ever waiting at once (for measuring how much openraft
+    /// lets appends overlap).
+    waiting_max: usize,
+}
+
+impl<C: RaftTypeConfig> FlushQueue<C> {
+    pub(crate) fn new() -> Self {
+        FlushQueue {
+            state: Mutex::new(State {
+                waiting: VecDeque::new(),
+                poisoned: None,
+                delete_before: None,
+                stop: false,
+                waiting_max: 0,
+            }),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Queues `callback` to fire once every offset below `end` is durable;
+    /// fires it at once if they already are (`durable_offset` is read under
+    /// the queue's lock, so a sync that completed before the push is not
+    /// missed).
+    pub(crate) fn push(&self, log: &Log, end: u64, callback: LogFlushed<C>) {
+        let mut state = self.state.lock();
+        if let Some(message) = &state.poisoned {
+            let error = io::Error::other(message.clone());
+            drop(state);
+            callback.log_io_completed(Err(error));
+            return;
+        }
+        if state.waiting.is_empty() && log.durable_offset() >= end {
+            drop(state);
+            callback.log_io_completed(Ok(()));
+            return;
+        }
+        debug_assert!(state.waiting.back().is_none_or(|(last, _)| *last <= end));
+        state.waiting.push_back((end, callback));
+        state.waiting_max = state.waiting_max.max(state.waiting.len());
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Fires, with success, every callback whose entries are now below
+    /// `durable_offset`.
+    pub(crate) fn fire_durable(&self, durable_offset: u64) {
+        let mut ready = Vec::new();
+        {
+            let mut state = self.state.lock();
+            while state.waiting.front().is_some_and(|(end, _)| *end <= durable_offset) {
+                ready.push(state.waiting.pop_front().expect("front exists").1);
+            }
+        }
+        for callback in ready {
+            callback.log_io_completed(Ok(()));
+        }
+    }
+
+    /// Records a failed sync and fails every waiting callback with it.
+    pub(crate) fn poison(&self, message: String) {
+        let failed: Vec<_> = {
+            let mut state = self.state.lock();
+            state.poisoned.get_or_insert(message.clone());
+            state.waiting.drain(..).map(|(_, callback)| callback).collect()
+        };
+        for callback in failed {
+            callback.log_io_completed(Err(io::Error::other(message.clone())));
+        }
+    }
+
+    /// The message of the failed sync, if one failed.
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        self.state.lock().poisoned.clone()
+    }
+
+    /// Asks the flusher to delete whole segments before `offset`.
+    pub(crate) fn request_delete_before(&self, offset: u64) {
+        let mut state = self.state.lock();
+        state.delete_before = Some(state.delete_before.map_or(offset, |o| o.max(offset)));
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Most callbacks that were ever waiting at once.
+    pub(crate) fn waiting_max(&self) -> usize {
+        self.state.lock().waiting_max
+    }
+
+    fn stop(&self) {
+        self.state.lock().stop = true;
+        self.wake.notify_one();
+    }
+}
+
+/// The log listener that fires callbacks as syncs complete.
+pub(crate) struct DurableListener<C: RaftTypeConfig>(pub(crate) Arc<FlushQueue<C>>);
+
+impl<C: RaftTypeConfig> LogListener for DurableListener<C> {
+    fn post_durable(&self, durable_offset: u64) {
+        // Runs under the log's durability lock: it only moves callbacks out
+        // of the queue and sends on their channels, which never blocks.
+        self.0.fire_durable(durable_offset);
+    }
+}
+
+/// The flusher thread; stopped and joined on drop, after it has synced
+/// whatever was still waiting.
+pub(crate) struct Flusher<C: RaftTypeConfig> {
+    queue: Arc<FlushQueue<C>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<C: RaftTypeConfig> Flusher<C> {
+    pub(crate) fn spawn(queue: Arc<FlushQueue<C>>, log: Arc<Log>) -> io::Result<Self> {
+        let worker_queue = queue.clone();
+        let thread = std::thread::Builder::new()
+            .name("replog-openraft-flush".into())
+            .spawn(move || run(&worker_queue, &log))?;
+        Ok(Flusher {
+            queue,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl<C: RaftTypeConfig> Drop for Flusher<C> {
+    fn drop(&mut self) {
+        self.queue.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run<C: RaftTypeConfig>(queue: &FlushQueue<C>, log: &Log) {
+    loop {
+        let delete_before = {
+            let mut state = queue.state.lock();
+            while state.waiting.is_empty() && state.delete_before.is_none() && !state.stop {
+                queue.wake.wait(&mut state);
+            }
+            if state.stop && state.waiting.is_empty() && state.delete_before.is_none() {
+                return;
+            }
+            state.delete_before.take()
+        };
+        sync_waiting(queue, log);
+        if let Some(offset) = delete_before {
+            // Best effort: a failure here leaves segments for the next purge
+            // (or the next open) to delete; nothing is lost.
+            let _ = log.delete_before(offset.min(log.next_offset()));
+        }
+    }
+}
+
+/// One sync for everything waiting now; the listener fires the callbacks.
+pub(crate) fn sync_waiting<C: RaftTypeConfig>(queue: &FlushQueue<C>, log: &Log) {
+    if queue.state.lock().waiting.is_empty() {
+        return;
+    }
+    match log.sync() {
+        // The listener has fired them already; this covers a sync that
+        // completed on another thread between our check and our call.
+        Ok(()) => queue.fire_durable(log.durable_offset()),
+        Err(e) => queue.poison(format!("sync of the log failed: {e}")),
+    }
+}
