@@ -25,15 +25,28 @@ use openraft::storage::LogFlushed;
 use parking_lot::{Condvar, Mutex};
 use replog::{Log, LogListener};
 
+/// What the queue fires: openraft's [`LogFlushed`] (and, in tests, a
+/// channel).
+pub(crate) trait FlushCallback: Send + 'static {
+    /// Reports that the entries are durable, or that they may not be.
+    fn complete(self, result: io::Result<()>);
+}
+
+impl<C: RaftTypeConfig> FlushCallback for LogFlushed<C> {
+    fn complete(self, result: io::Result<()>) {
+        self.log_io_completed(result);
+    }
+}
+
 /// Callbacks waiting for durability, and work for the flusher thread.
-pub(crate) struct FlushQueue<C: RaftTypeConfig> {
-    state: Mutex<State<C>>,
+pub(crate) struct FlushQueue<CB> {
+    state: Mutex<State<CB>>,
     wake: Condvar,
 }
 
-struct State<C: RaftTypeConfig> {
+struct State<CB> {
     /// `(end offset, callback)`, in append order, so ends ascend.
-    waiting: VecDeque<(u64, LogFlushed<C>)>,
+    waiting: VecDeque<(u64, CB)>,
     /// Set once a sync failed: the message every later callback gets.
     poisoned: Option<String>,
     /// A purge asked for whole segments before this offset to be deleted.
@@ -44,7 +57,7 @@ struct State<C: RaftTypeConfig> {
     waiting_max: usize,
 }
 
-impl<C: RaftTypeConfig> FlushQueue<C> {
+impl<CB: FlushCallback> FlushQueue<CB> {
     pub(crate) fn new() -> Self {
         FlushQueue {
             state: Mutex::new(State {
@@ -62,17 +75,17 @@ impl<C: RaftTypeConfig> FlushQueue<C> {
     /// fires it at once if they already are (`durable_offset` is read under
     /// the queue's lock, so a sync that completed before the push is not
     /// missed).
-    pub(crate) fn push(&self, log: &Log, end: u64, callback: LogFlushed<C>) {
+    pub(crate) fn push(&self, log: &Log, end: u64, callback: CB) {
         let mut state = self.state.lock();
         if let Some(message) = &state.poisoned {
             let error = io::Error::other(message.clone());
             drop(state);
-            callback.log_io_completed(Err(error));
+            callback.complete(Err(error));
             return;
         }
         if state.waiting.is_empty() && log.durable_offset() >= end {
             drop(state);
-            callback.log_io_completed(Ok(()));
+            callback.complete(Ok(()));
             return;
         }
         debug_assert!(state.waiting.back().is_none_or(|(last, _)| *last <= end));
@@ -93,7 +106,7 @@ impl<C: RaftTypeConfig> FlushQueue<C> {
             }
         }
         for callback in ready {
-            callback.log_io_completed(Ok(()));
+            callback.complete(Ok(()));
         }
     }
 
@@ -105,7 +118,7 @@ impl<C: RaftTypeConfig> FlushQueue<C> {
             state.waiting.drain(..).map(|(_, callback)| callback).collect()
         };
         for callback in failed {
-            callback.log_io_completed(Err(io::Error::other(message.clone())));
+            callback.complete(Err(io::Error::other(message.clone())));
         }
     }
 
@@ -134,9 +147,9 @@ impl<C: RaftTypeConfig> FlushQueue<C> {
 }
 
 /// The log listener that fires callbacks as syncs complete.
-pub(crate) struct DurableListener<C: RaftTypeConfig>(pub(crate) Arc<FlushQueue<C>>);
+pub(crate) struct DurableListener<CB>(pub(crate) Arc<FlushQueue<CB>>);
 
-impl<C: RaftTypeConfig> LogListener for DurableListener<C> {
+impl<CB: FlushCallback> LogListener for DurableListener<CB> {
     fn post_durable(&self, durable_offset: u64) {
         // Runs under the log's durability lock: it only moves callbacks out
         // of the queue and sends on their channels, which never blocks.
@@ -146,13 +159,13 @@ impl<C: RaftTypeConfig> LogListener for DurableListener<C> {
 
 /// The flusher thread; stopped and joined on drop, after it has synced
 /// whatever was still waiting.
-pub(crate) struct Flusher<C: RaftTypeConfig> {
-    queue: Arc<FlushQueue<C>>,
+pub(crate) struct Flusher<CB: FlushCallback> {
+    queue: Arc<FlushQueue<CB>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl<C: RaftTypeConfig> Flusher<C> {
-    pub(crate) fn spawn(queue: Arc<FlushQueue<C>>, log: Arc<Log>) -> io::Result<Self> {
+impl<CB: FlushCallback> Flusher<CB> {
+    pub(crate) fn spawn(queue: Arc<FlushQueue<CB>>, log: Arc<Log>) -> io::Result<Self> {
         let worker_queue = queue.clone();
         let thread = std::thread::Builder::new()
             .name("replog-openraft-flush".into())
@@ -164,7 +177,7 @@ impl<C: RaftTypeConfig> Flusher<C> {
     }
 }
 
-impl<C: RaftTypeConfig> Drop for Flusher<C> {
+impl<CB: FlushCallback> Drop for Flusher<CB> {
     fn drop(&mut self) {
         self.queue.stop();
         if let Some(thread) = self.thread.take() {
@@ -173,7 +186,7 @@ impl<C: RaftTypeConfig> Drop for Flusher<C> {
     }
 }
 
-fn run<C: RaftTypeConfig>(queue: &FlushQueue<C>, log: &Log) {
+fn run<CB: FlushCallback>(queue: &FlushQueue<CB>, log: &Log) {
     loop {
         let delete_before = {
             let mut state = queue.state.lock();
@@ -195,14 +208,95 @@ fn run<C: RaftTypeConfig>(queue: &FlushQueue<C>, log: &Log) {
 }
 
 /// One sync for everything waiting now; the listener fires the callbacks.
-pub(crate) fn sync_waiting<C: RaftTypeConfig>(queue: &FlushQueue<C>, log: &Log) {
-    if queue.state.lock().waiting.is_empty() {
-        return;
+fn sync_waiting<CB: FlushCallback>(queue: &FlushQueue<CB>, log: &Log) {
+    if !queue.state.lock().waiting.is_empty() {
+        let _ = sync(queue, log);
     }
+}
+
+/// Syncs the log (shared with concurrent syncs: group commit) and fires
+/// what became durable; a failure poisons the queue and fails every
+/// waiting callback. Cost: nothing when everything is durable already.
+pub(crate) fn sync<CB: FlushCallback>(queue: &FlushQueue<CB>, log: &Log) -> io::Result<()> {
     match log.sync() {
         // The listener has fired them already; this covers a sync that
         // completed on another thread between our check and our call.
-        Ok(()) => queue.fire_durable(log.durable_offset()),
-        Err(e) => queue.poison(format!("sync of the log failed: {e}")),
+        Ok(()) => {
+            queue.fire_durable(log.durable_offset());
+            Ok(())
+        }
+        Err(e) => {
+            let message = format!("sync of the log failed: {e}");
+            queue.poison(message.clone());
+            Err(io::Error::other(message))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use replog::Options;
+
+    use super::*;
+
+    impl FlushCallback for mpsc::Sender<io::Result<()>> {
+        fn complete(self, result: io::Result<()>) {
+            let _ = self.send(result);
+        }
+    }
+
+    type Queue = FlushQueue<mpsc::Sender<io::Result<()>>>;
+
+    fn open(dir: &std::path::Path) -> (Arc<Queue>, Log) {
+        let queue = Arc::new(Queue::new());
+        let options = Options::default()
+            .segment_bytes(1 << 20)
+            .sync(replog::SyncPolicy::Never)
+            .listener(Arc::new(DurableListener(queue.clone())));
+        (queue.clone(), Log::open(dir, options).unwrap())
+    }
+
+    fn append(queue: &Queue, log: &Log) -> mpsc::Receiver<io::Result<()>> {
+        log.append(b"entry").unwrap();
+        let (tx, rx) = mpsc::channel();
+        queue.push(log, log.next_offset(), tx);
+        rx
+    }
+
+    #[test]
+    fn callbacks_fire_only_once_durable_and_one_sync_serves_all_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, log) = open(dir.path());
+        let waiting: Vec<_> = (0..3).map(|_| append(&queue, &log)).collect();
+        for rx in &waiting {
+            assert!(rx.try_recv().is_err(), "fired before any sync");
+        }
+        assert_eq!(queue.waiting_max(), 3);
+        sync_waiting(&queue, &log);
+        for rx in &waiting {
+            assert!(rx.try_recv().unwrap().is_ok());
+        }
+        // Durable already: fires at once.
+        let (tx, rx) = mpsc::channel();
+        queue.push(&log, log.next_offset(), tx);
+        assert!(rx.try_recv().unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_failed_sync_fails_every_waiting_callback_and_the_queue_stays_poisoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, log) = open(dir.path());
+        let waiting: Vec<_> = (0..2).map(|_| append(&queue, &log)).collect();
+        log.poison_for_testing();
+        assert!(sync(&queue, &log).is_err());
+        for rx in &waiting {
+            assert!(rx.try_recv().unwrap().is_err());
+        }
+        assert!(queue.poisoned().is_some());
+        let (tx, rx) = mpsc::channel();
+        queue.push(&log, 0, tx);
+        assert!(rx.try_recv().unwrap().is_err(), "a poisoned queue acknowledged");
     }
 }

@@ -9,15 +9,18 @@
 //!
 //! ```no_run
 //! # use std::io::Cursor;
+//! # use openraft::{RaftNetworkFactory, storage::RaftStateMachine};
 //! # openraft::declare_raft_types!(pub Config: D = u64, R = u64, NodeId = u64,
 //! #     Node = openraft::BasicNode, Entry = openraft::Entry<Config>,
 //! #     SnapshotData = Cursor<Vec<u8>>, AsyncRuntime = openraft::TokioRuntime);
-//! # fn state_machine() -> impl openraft::storage::RaftStateMachine<Config> { unimplemented!() }
-//! # async fn run(network: impl openraft::RaftNetworkFactory<Config>) -> Result<(), Box<dyn std::error::Error>> {
-//! let log_store = replog_openraft::LogStore::<Config>::open("data/raft-1")?;
-//! let config = std::sync::Arc::new(openraft::Config::default().validate()?);
-//! let raft = openraft::Raft::new(1, config, network, log_store, state_machine()).await?;
-//! # Ok(()) }
+//! async fn start(
+//!     network: impl RaftNetworkFactory<Config>,
+//!     state_machine: impl RaftStateMachine<Config>,
+//! ) -> Result<openraft::Raft<Config>, Box<dyn std::error::Error>> {
+//!     let log_store = replog_openraft::LogStore::<Config>::open("data/raft-1")?;
+//!     let config = std::sync::Arc::new(openraft::Config::default().validate()?);
+//!     Ok(openraft::Raft::new(1, config, network, log_store, state_machine).await?)
+//! }
 //! ```
 //!
 //! # Guarantees

@@ -10,7 +10,9 @@ use replog::{Log, Options, SyncPolicy};
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::flush::{DurableListener, FlushQueue, Flusher, sync_waiting};
+use openraft::storage::LogFlushed;
+
+use crate::flush::{self, DurableListener, FlushQueue, Flusher};
 use crate::meta::{self, Meta};
 
 /// Name of the replog directory inside the store's directory.
@@ -43,14 +45,14 @@ pub const META_FILE_NAME: &str = "meta";
 /// ```
 pub struct LogStore<C: RaftTypeConfig> {
     // Declared first so it is dropped first: it syncs what still waits.
-    flusher: Option<Flusher<C>>,
+    flusher: Option<Flusher<LogFlushed<C>>>,
     pub(crate) inner: Arc<Inner<C>>,
 }
 
 /// What the store and its readers share.
 pub(crate) struct Inner<C: RaftTypeConfig> {
     pub(crate) log: Arc<Log>,
-    pub(crate) queue: Arc<FlushQueue<C>>,
+    pub(crate) queue: Arc<FlushQueue<LogFlushed<C>>>,
     pub(crate) meta_path: PathBuf,
     pub(crate) state: Mutex<State<C::NodeId>>,
 }
@@ -186,12 +188,12 @@ impl<C: RaftTypeConfig> Drop for LogStore<C> {
 impl<C: RaftTypeConfig> Inner<C> {
     /// Makes every append so far durable (firing its callbacks) before a
     /// write that must not overtake it.
+    /// Refused once a sync has failed (the store stays poisoned).
     pub(crate) fn sync_appends(&self) -> Result<()> {
-        sync_waiting(&self.queue, &self.log);
-        match self.queue.poisoned() {
-            Some(message) => Err(Error::Poisoned(message)),
-            None => Ok(()),
+        if let Some(message) = self.queue.poisoned() {
+            return Err(Error::Poisoned(message));
         }
+        flush::sync(&self.queue, &self.log).map_err(|e| Error::Poisoned(e.to_string()))
     }
 
     /// Writes `meta` durably, then makes it the state's.
