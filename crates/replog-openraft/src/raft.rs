@@ -212,11 +212,10 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for LogStore<C> {
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let inner = &self.inner;
         let result = (|| {
+            // Writes are serialized (and the reset below would drop queued
+            // entries): what was appended is made durable first.
+            inner.sync_appends()?;
             let beyond_last = log_id.index >= inner.log.next_offset();
-            if beyond_last {
-                // The reset below drops the queued entries: make them durable first.
-                inner.sync_appends()?;
-            }
             let mut state = inner.state.lock();
             if state.meta.purged.as_ref() >= Some(&log_id) {
                 return Ok(());
