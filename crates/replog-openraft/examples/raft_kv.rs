@@ -89,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let raft = &cluster.rafts[&new_leader];
     raft.ensure_linearizable().await?;
     let machine = &cluster.machines[&new_leader];
-    let acked = acked.lock();
+    let acked = std::mem::take(&mut *acked.lock());
     let missing: Vec<_> = acked
         .iter()
         .filter(|(k, v, _)| machine.get(k).as_ref() != Some(v))
