@@ -52,9 +52,19 @@ struct State<CB> {
     /// A purge asked for whole segments before this offset to be deleted.
     delete_before: Option<u64>,
     stop: bool,
-    /// Most callbacks ever waiting at once (for measuring how much openraft
-    /// lets appends overlap).
-    waiting_max: usize,
+    stats: FlushStats,
+}
+
+/// How the flush callbacks met the syncs, since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Flush callbacks queued (one per `append` call).
+    pub callbacks: u64,
+    /// Syncs the flusher ran for them (appends per sync = group commit).
+    pub syncs: u64,
+    /// Most callbacks ever waiting at once: 1 means openraft never had a
+    /// second append in flight while one waited for its sync.
+    pub waiting_max: u64,
 }
 
 impl<CB: FlushCallback> FlushQueue<CB> {
@@ -65,7 +75,7 @@ impl<CB: FlushCallback> FlushQueue<CB> {
                 poisoned: None,
                 delete_before: None,
                 stop: false,
-                waiting_max: 0,
+                stats: FlushStats::default(),
             }),
             wake: Condvar::new(),
         }
@@ -77,6 +87,7 @@ impl<CB: FlushCallback> FlushQueue<CB> {
     /// missed).
     pub(crate) fn push(&self, log: &Log, end: u64, callback: CB) {
         let mut state = self.state.lock();
+        state.stats.callbacks += 1;
         if let Some(message) = &state.poisoned {
             let error = io::Error::other(message.clone());
             drop(state);
@@ -90,7 +101,7 @@ impl<CB: FlushCallback> FlushQueue<CB> {
         }
         debug_assert!(state.waiting.back().is_none_or(|(last, _)| *last <= end));
         state.waiting.push_back((end, callback));
-        state.waiting_max = state.waiting_max.max(state.waiting.len());
+        state.stats.waiting_max = state.stats.waiting_max.max(state.waiting.len() as u64);
         drop(state);
         self.wake.notify_one();
     }
@@ -135,9 +146,9 @@ impl<CB: FlushCallback> FlushQueue<CB> {
         self.wake.notify_one();
     }
 
-    /// Most callbacks that were ever waiting at once.
-    pub(crate) fn waiting_max(&self) -> usize {
-        self.state.lock().waiting_max
+    /// The counters so far.
+    pub(crate) fn stats(&self) -> FlushStats {
+        self.state.lock().stats
     }
 
     fn stop(&self) {
@@ -209,9 +220,14 @@ fn run<CB: FlushCallback>(queue: &FlushQueue<CB>, log: &Log) {
 
 /// One sync for everything waiting now; the listener fires the callbacks.
 fn sync_waiting<CB: FlushCallback>(queue: &FlushQueue<CB>, log: &Log) {
-    if !queue.state.lock().waiting.is_empty() {
-        let _ = sync(queue, log);
+    {
+        let mut state = queue.state.lock();
+        if state.waiting.is_empty() {
+            return;
+        }
+        state.stats.syncs += 1;
     }
+    let _ = sync(queue, log);
 }
 
 /// Syncs the log (shared with concurrent syncs: group commit) and fires
@@ -273,11 +289,12 @@ mod tests {
         for rx in &waiting {
             assert!(rx.try_recv().is_err(), "fired before any sync");
         }
-        assert_eq!(queue.waiting_max(), 3);
+        assert_eq!(queue.stats().waiting_max, 3);
         sync_waiting(&queue, &log);
         for rx in &waiting {
             assert!(rx.try_recv().unwrap().is_ok());
         }
+        assert_eq!(queue.stats().syncs, 1);
         // Durable already: fires at once.
         let (tx, rx) = mpsc::channel();
         queue.push(&log, log.next_offset(), tx);

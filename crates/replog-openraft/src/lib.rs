@@ -54,5 +54,6 @@ mod raft;
 mod store;
 
 pub use error::{Error, Result};
+pub use flush::FlushStats;
 pub use raft::LogReader;
 pub use store::{LOG_DIR_NAME, LogStore, META_FILE_NAME};

@@ -28,6 +28,18 @@ impl<C: RaftTypeConfig> Clone for LogReader<C> {
     }
 }
 
+impl<C: RaftTypeConfig> LogReader<C> {
+    pub(crate) fn new(inner: Arc<Inner<C>>) -> Self {
+        LogReader { inner }
+    }
+
+    /// As [`LogStore::flush_stats`]: a reader outlives the store's move into
+    /// `Raft::new`, so it can report them afterwards.
+    pub fn flush_stats(&self) -> crate::FlushStats {
+        self.inner.queue.stats()
+    }
+}
+
 impl<C: RaftTypeConfig> Inner<C> {
     /// The present entries in `range`: clamped to the first present index
     /// and the end of the log. Cost: a seek (index lookup) and one decode

@@ -12,7 +12,7 @@ use crate::codec;
 use crate::error::{Error, Result};
 use openraft::storage::LogFlushed;
 
-use crate::flush::{self, DurableListener, FlushQueue, Flusher};
+use crate::flush::{self, DurableListener, FlushQueue, FlushStats, Flusher};
 use crate::meta::{self, Meta};
 
 /// Name of the replog directory inside the store's directory.
@@ -143,10 +143,15 @@ impl<C: RaftTypeConfig> LogStore<C> {
         &self.inner.log
     }
 
-    /// Most flush callbacks that were ever waiting at once: 1 means openraft
-    /// never had a second append in flight while one waited for its sync.
-    pub fn flush_callbacks_waiting_max(&self) -> usize {
-        self.inner.queue.waiting_max()
+    /// A reader of this store, for use outside openraft (it keeps the log
+    /// open after the store is handed to `Raft::new`).
+    pub fn reader(&self) -> crate::LogReader<C> {
+        crate::LogReader::new(self.inner.clone())
+    }
+
+    /// How appends' flush callbacks met the syncs so far (group commit).
+    pub fn flush_stats(&self) -> FlushStats {
+        self.inner.queue.stats()
     }
 
     /// Syncs what is waiting (firing its callbacks), writes the committed
