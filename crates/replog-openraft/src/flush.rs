@@ -60,8 +60,12 @@ struct State<CB> {
 pub struct FlushStats {
     /// Flush callbacks queued (one per `append` call).
     pub callbacks: u64,
+    /// Entries those appends carried.
+    pub entries: u64,
     /// Syncs the flusher ran for them (appends per sync = group commit).
     pub syncs: u64,
+    /// Time the flusher spent in those syncs, in microseconds.
+    pub sync_us_total: u64,
     /// Most callbacks ever waiting at once: 1 means openraft never had a
     /// second append in flight while one waited for its sync.
     pub waiting_max: u64,
@@ -85,9 +89,10 @@ impl<CB: FlushCallback> FlushQueue<CB> {
     /// fires it at once if they already are (`durable_offset` is read under
     /// the queue's lock, so a sync that completed before the push is not
     /// missed).
-    pub(crate) fn push(&self, log: &Log, end: u64, callback: CB) {
+    pub(crate) fn push(&self, log: &Log, end: u64, entries: u64, callback: CB) {
         let mut state = self.state.lock();
         state.stats.callbacks += 1;
+        state.stats.entries += entries;
         if let Some(message) = &state.poisoned {
             let error = io::Error::other(message.clone());
             drop(state);
@@ -227,7 +232,9 @@ fn sync_waiting<CB: FlushCallback>(queue: &FlushQueue<CB>, log: &Log) {
         }
         state.stats.syncs += 1;
     }
+    let started = std::time::Instant::now();
     let _ = sync(queue, log);
+    queue.state.lock().stats.sync_us_total += started.elapsed().as_micros() as u64;
 }
 
 /// Syncs the log (shared with concurrent syncs: group commit) and fires
@@ -277,7 +284,7 @@ mod tests {
     fn append(queue: &Queue, log: &Log) -> mpsc::Receiver<io::Result<()>> {
         log.append(b"entry").unwrap();
         let (tx, rx) = mpsc::channel();
-        queue.push(log, log.next_offset(), tx);
+        queue.push(log, log.next_offset(), 1, tx);
         rx
     }
 
@@ -297,7 +304,7 @@ mod tests {
         assert_eq!(queue.stats().syncs, 1);
         // Durable already: fires at once.
         let (tx, rx) = mpsc::channel();
-        queue.push(&log, log.next_offset(), tx);
+        queue.push(&log, log.next_offset(), 0, tx);
         assert!(rx.try_recv().unwrap().is_ok());
     }
 
@@ -313,7 +320,7 @@ mod tests {
         }
         assert!(queue.poisoned().is_some());
         let (tx, rx) = mpsc::channel();
-        queue.push(&log, 0, tx);
+        queue.push(&log, 0, 0, tx);
         assert!(rx.try_recv().unwrap().is_err(), "a poisoned queue acknowledged");
     }
 }

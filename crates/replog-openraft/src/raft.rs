@@ -191,9 +191,10 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for LogStore<C> {
     {
         let entries: Vec<C::Entry> = entries.into_iter().collect();
         let first = entries.first().map(|e| e.get_log_id().clone());
+        let count = entries.len() as u64;
         match self.append_entries(entries) {
             Ok(end) => {
-                self.inner.queue.push(&self.inner.log, end, callback);
+                self.inner.queue.push(&self.inner.log, end, count, callback);
                 Ok(())
             }
             Err(e) => Err(match first {

@@ -89,10 +89,16 @@ pub struct WalLogStore {
 }
 
 impl WalLogStore {
-    /// Opens (creating) the raft-log in `dir`.
-    pub fn open(dir: &std::path::Path) -> io::Result<Self> {
+    /// Opens (creating) the raft-log in `dir` with its default config, or
+    /// with `flush_batch_wait` set (its default, 1 ms, is how long a flush
+    /// waits to gather more requests before it syncs).
+    pub fn open(dir: &std::path::Path, flush_batch_wait: Option<std::time::Duration>) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let log = RaftLog::open(Arc::new(Config::new(dir.display())))?;
+        let mut config = Config::new(dir.display());
+        if flush_batch_wait.is_some() {
+            config.wal.flush_batch_wait = flush_batch_wait;
+        }
+        let log = RaftLog::open(Arc::new(config))?;
         Ok(WalLogStore {
             log: Arc::new(Mutex::new(log)),
         })
