@@ -95,8 +95,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|(k, v, _)| machine.get(k).as_ref() != Some(v))
         .collect();
     let missing_before = missing.iter().filter(|(_, _, before)| *before).count();
+    let before_stop = acked.iter().filter(|(_, _, before)| *before).count();
     println!(
-        "checked {} acknowledged writes on node {new_leader}: {} missing ({missing_before} of them acknowledged before the stop)",
+        "checked {} acknowledged writes ({before_stop} acknowledged before the stop) on node {new_leader}: \
+         {} missing ({missing_before} of those acknowledged before the stop)",
         acked.len(),
         missing.len()
     );
