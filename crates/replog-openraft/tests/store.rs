@@ -63,6 +63,34 @@ fn reopen_keeps_the_vote_the_log_and_the_committed_and_purged_ids() {
 }
 
 #[test]
+fn a_flush_callback_fires_only_once_the_log_is_durable_past_its_entries() {
+    // SIGKILL keeps the page cache, so the crash test cannot see an early
+    // callback; the log's durable offset can.
+    let seed = common::rng::seed("a_flush_callback_fires_only_once_the_log_is_durable_past_its_entries");
+    let mut rng = common::rng::Rng::new(seed);
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let mut store = open(dir.path()).unwrap();
+        let mut next = 0;
+        for _ in 0..300 {
+            let count = 1 + rng.below(20);
+            store
+                .blocking_append((next..next + count).map(|i| entry(1, i)))
+                .await
+                .unwrap();
+            next += count;
+            let durable = store.log().durable_offset();
+            assert!(
+                durable >= next,
+                "callback fired with the log durable to {durable}, entries end at {next}"
+            );
+        }
+        let stats = store.flush_stats();
+        assert_eq!((stats.callbacks, stats.entries), (300, next));
+    });
+}
+
+#[test]
 fn a_purge_past_the_last_entry_moves_the_log_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     runtime().block_on(async {
