@@ -412,6 +412,39 @@ fn replication_seeds() -> Vec<(&'static str, &'static str, Vec<u8>, Vec<Expected
         })],
     );
     app(
+        "seed-leader-high-watermark-past-own-end",
+        0,
+        0,
+        &[
+            Op::Records {
+                fix: 0,
+                epoch: Rel(0),
+                high_watermark: Rel(100),
+                log_start: Raw(0),
+                log_end: Rel(100),
+                batches: Vec::new(),
+            },
+            Op::Records {
+                fix: 0,
+                epoch: Rel(0),
+                high_watermark: Raw(u64::MAX),
+                log_start: Raw(0),
+                log_end: Raw(u64::MAX),
+                batches: batch(12, 5, 1),
+            },
+        ],
+        vec![
+            Ok(Applied::Records {
+                records: 0,
+                high_watermark: 12,
+            }),
+            Ok(Applied::Records {
+                records: 1,
+                high_watermark: 13,
+            }),
+        ],
+    );
+    app(
         "seed-diverging-inside-a-batch-then-append",
         0,
         2,
