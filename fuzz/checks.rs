@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use replog::codec::{self, BATCH_HEADER_BYTES, RECORD_HEADER_BYTES};
-use replog::{Error, Log, NewRecord, Options, Record, SyncPolicy};
+use replog::replication::{Applied, FetchRequest, FetchResponse, Replica, ReplicaId, ReplicaOptions};
+use replog::{Damage, Error, Log, NewRecord, Options, Record, SyncPolicy};
 
 // ---------------------------------------------------------------------------
 // batch_decode
@@ -793,6 +794,657 @@ fn index_file_expecting(data: &[u8], force: Option<Expect>) {
         log.close().expect("close");
         let log = Log::open(dir.path(), index_file_options()).expect("reopen");
         template.check_log(&log, len, expect, reads_first);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// fetch_request_decode
+// ---------------------------------------------------------------------------
+
+/// Size of an encoded fetch request (`docs/FORMAT.md`, "Replication messages").
+pub const REQUEST_BYTES: usize = 56;
+/// Size of a fetch response's header; the batches follow it.
+pub const RESPONSE_HEADER_BYTES: usize = 60;
+
+/// Decoding arbitrary bytes as a fetch request never panics and fails only
+/// with `InvalidMessage` and a damage the decoder documents; a request that
+/// decodes re-encodes to exactly the input.
+pub fn fetch_request_decode(data: &[u8]) {
+    match FetchRequest::decode(data) {
+        Ok(request) => {
+            assert_eq!(request.encode(), data, "a decoded request re-encodes to its bytes");
+            assert_eq!(data.len(), REQUEST_BYTES);
+        }
+        Err(Error::InvalidMessage { damage, .. }) => assert!(
+            matches!(
+                damage,
+                Damage::Truncated
+                    | Damage::BadLength
+                    | Damage::BadMagic
+                    | Damage::ChecksumMismatch { .. }
+                    | Damage::UnknownVersion { .. }
+            ),
+            "an undocumented damage for a request: {damage}"
+        ),
+        Err(error) => panic!("a request fails to decode only with InvalidMessage: {error}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// fetch_response_decode
+// ---------------------------------------------------------------------------
+
+/// The limit a `fetch_response_decode` input asks for, and its message.
+/// Byte 0 picks the limit relative to the batch bytes the message carries
+/// (its length past the 60-byte header): `0xFF` is no limit (`u64::MAX`),
+/// any other byte adds itself as an `i8` (so `0x00` is exactly the
+/// batches' length, `0x01..=0x7F` more, `0x80..=0xFE` less, at least 0).
+pub fn fetch_response_input(data: &[u8]) -> Option<(u64, &[u8])> {
+    let (&pick, message) = data.split_first()?;
+    let body = message.len().saturating_sub(RESPONSE_HEADER_BYTES) as u64;
+    let max_bytes = if pick == 0xFF {
+        u64::MAX
+    } else {
+        body.saturating_add_signed(pick as i8 as i64)
+    };
+    Some((max_bytes, message))
+}
+
+/// Decoding arbitrary bytes as a fetch response (with the limit the input
+/// picks, see [`fetch_response_input`]) never panics; it accepts exactly
+/// what decodes without a limit and carries at most `max_bytes` of batches
+/// (anything more is `InvalidMessage` with `BadLength` at the length field,
+/// position 48); what it accepts re-encodes to the same bytes and holds
+/// whole, valid, contiguous batches with non-decreasing epochs, inside the
+/// leader's range.
+pub fn fetch_response_decode(data: &[u8]) {
+    let Some((max_bytes, message)) = fetch_response_input(data) else {
+        return;
+    };
+    let limited = FetchResponse::decode(message, max_bytes);
+    let unlimited = FetchResponse::decode(message, u64::MAX);
+    match (limited, unlimited) {
+        (Ok(limited), Ok(unlimited)) => {
+            assert_eq!(limited, unlimited, "the limit changes nothing it accepts");
+            check_decoded_response(&limited, message, max_bytes);
+        }
+        (Err(error), Ok(unlimited)) => {
+            let carried = (message.len() - RESPONSE_HEADER_BYTES) as u64;
+            assert!(carried > max_bytes, "refused under a limit it meets: {error}");
+            assert!(
+                matches!(
+                    error,
+                    Error::InvalidMessage {
+                        position: 48,
+                        damage: Damage::BadLength
+                    }
+                ),
+                "batches over the limit: {error}"
+            );
+            check_decoded_response(&unlimited, message, u64::MAX);
+        }
+        (Ok(limited), Err(error)) => panic!("accepted under a limit ({limited:?}), refused without one: {error}"),
+        (Err(limited), Err(unlimited)) => {
+            for error in [limited, unlimited] {
+                assert!(
+                    matches!(error, Error::InvalidMessage { .. }),
+                    "a response fails to decode only with InvalidMessage: {error}"
+                );
+            }
+        }
+    }
+}
+
+fn check_decoded_response(response: &FetchResponse, message: &[u8], max_bytes: u64) {
+    assert_eq!(response.encode(), message, "a decoded response re-encodes to its bytes");
+    match response {
+        FetchResponse::Records {
+            high_watermark,
+            log_start,
+            log_end,
+            batches,
+            ..
+        } => {
+            assert!(batches.len() as u64 <= max_bytes, "batches over max_bytes accepted");
+            assert!(log_start <= log_end && high_watermark <= log_end);
+            let mut position = 0;
+            let mut expected = None;
+            let mut last_epoch = 0;
+            while position < batches.len() {
+                let rest = &batches[position..];
+                let base = expected.unwrap_or_else(|| codec::BatchHeader::decode(rest).unwrap().base_offset);
+                let header = codec::validate_batch(rest, base).expect("an accepted batch validates");
+                assert!(header.leader_epoch >= last_epoch, "epochs go back");
+                assert!(header.base_offset >= *log_start && header.next_offset() <= *log_end);
+                last_epoch = header.leader_epoch;
+                expected = Some(header.next_offset());
+                position += header.batch_len as usize;
+            }
+        }
+        _ => assert_eq!(message.len(), RESPONSE_HEADER_BYTES, "only records carry batches"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// follower_apply
+// ---------------------------------------------------------------------------
+
+/// The epoch the follower is at when the responses arrive (above every
+/// epoch in its template log).
+pub const FOLLOWER_EPOCH: u64 = 5;
+const FOLLOWER: ReplicaId = ReplicaId(2);
+const LEADER: ReplicaId = ReplicaId(1);
+
+/// A field of a `follower_apply` operation, as encoded in the input: one
+/// byte, `0x80` then a raw `u64` (LE), or any other byte as an `i8` added
+/// to an anchor (the follower's epoch for epochs, its log end for offsets).
+#[derive(Clone, Copy, Debug)]
+pub enum Field {
+    /// The anchor plus this (not -128).
+    Rel(i8),
+    /// This value.
+    Raw(u64),
+}
+
+/// One response of a `follower_apply` input (see [`follower_apply_input`]).
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// `FetchResponse::Records` built from fields and batch bytes.
+    Records {
+        /// Bit 3 recomputes each batch's CRC, bit 4 renumbers the batches
+        /// to continue the follower's log (see [`follower_apply`]).
+        fix: u8,
+        epoch: Field,
+        high_watermark: Field,
+        log_start: Field,
+        log_end: Field,
+        batches: Vec<u8>,
+    },
+    Diverging {
+        epoch: Field,
+        end_offset: Field,
+    },
+    FencedEpoch,
+    NotLeader,
+    UnknownEpoch,
+    OffsetOutOfRange {
+        log_start: Field,
+    },
+    /// An encoded response, decoded without a limit (skipped if it does
+    /// not decode). `fix` as for records, and bit 5 recomputes the header CRC.
+    Wire {
+        fix: u8,
+        bytes: Vec<u8>,
+    },
+}
+
+/// Encodes a `follower_apply` input (the layout is in [`follower_apply`]).
+pub fn follower_apply_input(setup: u8, high_watermark: u8, ops: &[Op]) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, field: Field) {
+        match field {
+            Field::Rel(delta) => {
+                assert!(delta != i8::MIN);
+                out.push(delta as u8);
+            }
+            Field::Raw(value) => {
+                out.push(0x80);
+                out.extend(value.to_le_bytes());
+            }
+        }
+    }
+    fn bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend(u16::try_from(bytes.len()).unwrap().to_le_bytes());
+        out.extend(bytes);
+    }
+    let mut out = vec![setup, high_watermark];
+    for op in ops {
+        match op {
+            Op::Records {
+                fix,
+                epoch,
+                high_watermark,
+                log_start,
+                log_end,
+                batches,
+            } => {
+                out.push(fix & 0x18);
+                for f in [epoch, high_watermark, log_start, log_end] {
+                    field(&mut out, *f);
+                }
+                bytes(&mut out, batches);
+            }
+            Op::Diverging { epoch, end_offset } => {
+                out.push(1);
+                field(&mut out, *epoch);
+                field(&mut out, *end_offset);
+            }
+            Op::FencedEpoch => out.push(2),
+            Op::NotLeader => out.push(3),
+            Op::UnknownEpoch => out.push(4),
+            Op::OffsetOutOfRange { log_start } => {
+                out.push(5);
+                field(&mut out, *log_start);
+            }
+            Op::Wire { fix, bytes: wire } => {
+                out.push(6 | (fix & 0x38));
+                bytes(&mut out, wire);
+            }
+        }
+    }
+    out
+}
+
+/// The log options of the follower: small segments, so applied batches
+/// roll them.
+fn follower_options() -> ReplicaOptions {
+    ReplicaOptions::new(
+        Options::default()
+            .segment_bytes(4096)
+            .index_interval_bytes(256)
+            .prefault_bytes(0)
+            .sync(SyncPolicy::Never),
+    )
+}
+
+/// The files of a follower's directory, built once per process.
+struct FollowerTemplate {
+    files: Vec<(String, Vec<u8>)>,
+}
+
+/// The template logs: 0 holds offsets 0..12 in five batches of epochs 1,
+/// 1, 3, 3, 4; 1 was reset to start at 1000 and holds 1000..1005 in
+/// batches of epochs 2 and 4; 2 is empty.
+fn follower_template(which: usize) -> &'static FollowerTemplate {
+    static TEMPLATES: [OnceLock<FollowerTemplate>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    TEMPLATES[which].get_or_init(|| {
+        let dir = scratch_dir();
+        let log = Log::open(dir.path(), follower_options().log_options_value().clone()).expect("template log");
+        let (start, batches): (u64, &[(u64, u64)]) = match which {
+            0 => (0, &[(1, 2), (1, 3), (3, 1), (3, 3), (4, 3)]),
+            1 => (1000, &[(2, 3), (4, 2)]),
+            _ => (0, &[]),
+        };
+        if start != 0 {
+            log.reset(start).unwrap();
+        }
+        for &(epoch, count) in batches {
+            if epoch != log.leader_epoch() {
+                log.set_leader_epoch(epoch).unwrap();
+            }
+            let next = log.next_offset();
+            let values: Vec<String> = (next..next + count).map(|o| format!("record {o}")).collect();
+            let records: Vec<NewRecord<'_>> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let record = NewRecord::new(v.as_bytes()).timestamp_ms(1_000 + next as i64 + i as i64);
+                    if i % 2 == 0 { record.key(b"key") } else { record }
+                })
+                .collect();
+            log.append_records(&records).unwrap();
+        }
+        log.close().unwrap();
+        Replica::open(dir.path(), FOLLOWER, follower_options())
+            .expect("template replica")
+            .close()
+            .unwrap();
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            if name != "LOCK" {
+                files.push((name, std::fs::read(entry.path()).unwrap()));
+            }
+        }
+        FollowerTemplate { files }
+    })
+}
+
+/// Everything `apply` may change, read through the public API; reading it
+/// checks that the log reads end to end (every record by `iter`, every
+/// batch by `batches`, each valid as stored).
+#[derive(Debug, PartialEq, Eq)]
+struct FollowerState {
+    start: u64,
+    next: u64,
+    history: Vec<(u64, u64)>,
+    high_watermark: u64,
+    epoch: u64,
+    records: Vec<Record>,
+    bytes: Vec<u8>,
+}
+
+impl FollowerState {
+    fn read(replica: &Replica) -> FollowerState {
+        let log = replica.log();
+        let (start, next) = (log.start_offset(), log.next_offset());
+        let records: Vec<Record> = log
+            .iter(start)
+            .map(|r| r.expect("the follower's log reads end to end"))
+            .collect();
+        assert_eq!(records.len() as u64, next - start, "iter covers the log");
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(record.offset(), start + i as u64);
+        }
+        let mut bytes = Vec::new();
+        let mut offset = start;
+        for batch in log.batches(start) {
+            let batch = batch.expect("the follower's batches read end to end");
+            assert_eq!(batch.base_offset(), offset);
+            codec::validate_batch(batch.as_bytes(), offset).expect("a stored batch validates");
+            offset = batch.next_offset();
+            bytes.extend_from_slice(batch.as_bytes());
+        }
+        assert_eq!(offset, next, "batches cover the log");
+        let high_watermark = replica.high_watermark();
+        assert!(
+            high_watermark <= next,
+            "the high watermark {high_watermark} is past the log end {next}"
+        );
+        FollowerState {
+            start,
+            next,
+            history: log.epoch_history(),
+            high_watermark,
+            epoch: replica.epoch(),
+            records,
+            bytes,
+        }
+    }
+
+    /// Where the records of the largest epoch at or below `epoch` end, as
+    /// `Log::end_offset_for_epoch` (the log start if there is none).
+    fn end_for_epoch(&self, epoch: u64) -> u64 {
+        let i = self.history.partition_point(|&(e, _)| e <= epoch);
+        if i == 0 {
+            return self.start;
+        }
+        self.history.get(i).map_or(self.next, |&(_, start)| start)
+    }
+}
+
+/// A cursor over a `follower_apply` input: a missing byte ends it.
+struct Input<'a> {
+    data: &'a [u8],
+}
+
+impl Input<'_> {
+    fn u8(&mut self) -> Option<u8> {
+        let (&byte, rest) = self.data.split_first()?;
+        self.data = rest;
+        Some(byte)
+    }
+
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.data.len() < n {
+            return None;
+        }
+        let (taken, rest) = self.data.split_at(n);
+        self.data = rest;
+        Some(taken)
+    }
+
+    fn field(&mut self, anchor: u64) -> Option<u64> {
+        match self.u8()? {
+            0x80 => Some(u64::from_le_bytes(self.take(8)?.try_into().unwrap())),
+            delta => Some(anchor.saturating_add_signed(delta as i8 as i64)),
+        }
+    }
+
+    /// A `u16` (LE) length, then up to that many bytes.
+    fn bytes(&mut self) -> Option<Vec<u8>> {
+        let n = u16::from_le_bytes(self.take(2)?.try_into().unwrap()) as usize;
+        let n = n.min(self.data.len());
+        Some(self.take(n)?.to_vec())
+    }
+}
+
+/// Bit 4 of `fix`: renumbers the batches in `bytes` to continue from
+/// `next`; bit 3: recomputes their CRCs. Stops at the first batch whose
+/// length does not fit.
+fn fix_batches(bytes: &mut [u8], mut next: u64, fix: u8) {
+    let mut at = 0;
+    while bytes.len() - at >= BATCH_HEADER_BYTES {
+        let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        if len < BATCH_HEADER_BYTES || len > bytes.len() - at {
+            break;
+        }
+        if fix & 0x10 != 0 {
+            bytes[at + 16..at + 24].copy_from_slice(&next.to_le_bytes());
+        }
+        let base = u64::from_le_bytes(bytes[at + 16..at + 24].try_into().unwrap());
+        let count = u32::from_le_bytes(bytes[at + 12..at + 16].try_into().unwrap());
+        next = base.wrapping_add(count as u64);
+        if fix & 0x08 != 0 {
+            let crc = codec::batch_checksum(&bytes[at..at + len]);
+            bytes[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+        }
+        at += len;
+    }
+}
+
+/// Reads the next response of the input; `None` at its end.
+fn next_response(input: &mut Input<'_>, replica: &Replica) -> Option<Option<FetchResponse>> {
+    let op = input.u8()?;
+    let epoch = replica.epoch();
+    let end = replica.log().next_offset();
+    let response = match op & 7 {
+        0 => {
+            let [e, hw, start, log_end] = [epoch, end, end, end].map(|anchor| input.field(anchor));
+            let mut batches = input.bytes()?;
+            fix_batches(&mut batches, end, op);
+            FetchResponse::Records {
+                epoch: e?,
+                high_watermark: hw?,
+                log_start: start?,
+                log_end: log_end?,
+                batches: batches.into(),
+            }
+        }
+        1 => FetchResponse::Diverging {
+            epoch: input.field(epoch)?,
+            end_offset: input.field(end)?,
+        },
+        2 => FetchResponse::FencedEpoch,
+        3 => FetchResponse::NotLeader,
+        4 => FetchResponse::UnknownEpoch,
+        5 => FetchResponse::OffsetOutOfRange {
+            log_start: input.field(end)?,
+        },
+        _ => {
+            let mut bytes = input.bytes()?;
+            if bytes.len() >= RESPONSE_HEADER_BYTES {
+                fix_batches(&mut bytes[RESPONSE_HEADER_BYTES..], end, op);
+                if op & 0x20 != 0 {
+                    let crc = crc32(&bytes[..56]);
+                    bytes[56..60].copy_from_slice(&crc.to_le_bytes());
+                }
+            }
+            return Some(match FetchResponse::decode(&bytes, u64::MAX) {
+                Ok(response) => Some(response),
+                Err(error) => {
+                    assert!(matches!(error, Error::InvalidMessage { .. }), "{error}");
+                    None
+                }
+            });
+        }
+    };
+    Some(Some(response))
+}
+
+/// What one applied response did, for the seeds' own tests.
+pub type Outcome = std::result::Result<Applied, String>;
+
+/// A follower `Replica` applies arbitrary responses: it never panics; on an
+/// error nothing changed (log bytes, records, start and end, epoch history,
+/// epoch, high watermark); on success it did exactly what the response
+/// says (records appended byte for byte and the high watermark raised to
+/// at most the leader's and its own end; a divergence cut at the smaller of
+/// the leader's end and its own end for that epoch, never below the high
+/// watermark; a reset to the leader's start; a refusal changes nothing),
+/// and the log still reads end to end with the high watermark at most its
+/// end. After the responses it may close and reopen, and holds the same.
+///
+/// Input layout (see [`follower_apply_input`]):
+///
+/// ```text
+/// byte 0  setup: bits 0-1 the template log (0: offsets 0..12, epochs
+///         1 1 3 3 4; 1: reset to 1000, 1000..1005, epochs 2 4; 2 and 3:
+///         empty); bit 2 close and reopen at the end
+/// byte 1  the high watermark before the responses: log start + byte mod
+///         (records + 1), raised by an empty records answer
+/// then    responses until the input ends, each an op byte (bits 0-2 kind:
+///         0 records, 1 diverging, 2 fenced epoch, 3 not leader, 4 unknown
+///         epoch, 5 offset out of range, 6 and 7 wire-encoded; bit 3
+///         recompute batch CRCs; bit 4 renumber batches from the log end;
+///         bit 5 (wire) recompute the header CRC), then its fields:
+///         records: epoch, high watermark, log start, log end, batches;
+///         diverging: epoch, end offset; out of range: log start;
+///         wire: bytes. A field is 0x80 and a u64 (LE), or an i8 added to
+///         the follower's epoch (epochs) or log end (offsets); bytes are a
+///         u16 (LE) length and that many bytes (fewer at the input's end).
+/// ```
+pub fn follower_apply(data: &[u8]) {
+    follower_apply_outcomes(data);
+}
+
+/// As [`follower_apply`]; returns what each response did.
+pub fn follower_apply_outcomes(data: &[u8]) -> Vec<Outcome> {
+    let mut input = Input { data };
+    let (Some(setup), Some(hw_pick)) = (input.u8(), input.u8()) else {
+        return Vec::new();
+    };
+    let template = follower_template((setup & 3).min(2) as usize);
+    let dir = scratch_dir();
+    for (name, bytes) in &template.files {
+        std::fs::write(dir.path().join(name), bytes).expect("write template file");
+    }
+    let open = || Replica::open(dir.path(), FOLLOWER, follower_options()).expect("open the follower");
+    let mut replica = open();
+    replica
+        .become_follower(FOLLOWER_EPOCH, LEADER)
+        .expect("become a follower");
+    let (start, end) = (replica.log().start_offset(), replica.log().next_offset());
+    let high_watermark = start + hw_pick as u64 % (end - start + 1);
+    let raised = replica.apply(FetchResponse::Records {
+        epoch: FOLLOWER_EPOCH,
+        high_watermark,
+        log_start: start,
+        log_end: end,
+        batches: Vec::new().into(),
+    });
+    assert!(matches!(raised, Ok(Applied::Records { records: 0, .. })), "{raised:?}");
+    assert_eq!(replica.high_watermark(), high_watermark);
+
+    let mut outcomes = Vec::new();
+    while let Some(response) = next_response(&mut input, &replica) {
+        let Some(response) = response else { continue };
+        let before = FollowerState::read(&replica);
+        let result = replica.apply(response.clone());
+        let after = FollowerState::read(&replica);
+        check_applied(&before, &after, &response, &result);
+        outcomes.push(result.map_err(|e| e.to_string()));
+    }
+    if setup & 4 != 0 {
+        let before = FollowerState::read(&replica);
+        replica.close().expect("close the follower");
+        replica = open();
+        let after = FollowerState::read(&replica);
+        assert_eq!(before, after, "the follower reopens as it closed");
+        assert!(!replica.unclean_recovery());
+    }
+    drop(replica);
+    outcomes
+}
+
+fn check_applied(
+    before: &FollowerState,
+    after: &FollowerState,
+    response: &FetchResponse,
+    result: &replog::Result<Applied>,
+) {
+    let applied = match result {
+        Ok(applied) => applied,
+        Err(error) => {
+            assert!(
+                !matches!(error, Error::Io { .. } | Error::Poisoned | Error::Corrupt { .. }),
+                "a response broke the follower: {error}"
+            );
+            assert!(
+                before == after,
+                "apply failed ({error}) but changed the follower: {response:?}"
+            );
+            return;
+        }
+    };
+    assert_eq!(after.epoch, before.epoch);
+    match (applied, response) {
+        (
+            Applied::Records {
+                records,
+                high_watermark,
+            },
+            FetchResponse::Records {
+                epoch,
+                high_watermark: leader_hw,
+                batches,
+                ..
+            },
+        ) => {
+            assert_eq!(*epoch, before.epoch, "records of another epoch applied");
+            assert_eq!((after.start, after.next), (before.start, before.next + records));
+            assert_eq!(after.records[..before.records.len()], before.records[..]);
+            assert!(
+                after.bytes.len() == before.bytes.len() + batches.len()
+                    && after.bytes[..before.bytes.len()] == before.bytes[..]
+                    && after.bytes[before.bytes.len()..] == batches[..],
+                "the batches were not appended byte for byte"
+            );
+            let mut history = before.history.clone();
+            let mut position = 0;
+            while position < batches.len() {
+                let header = codec::BatchHeader::decode(&batches[position..]).unwrap();
+                assert!(
+                    header.leader_epoch <= *epoch,
+                    "a batch above its leader's epoch applied"
+                );
+                if history.last().map(|&(e, _)| e) != Some(header.leader_epoch) {
+                    history.push((header.leader_epoch, header.base_offset));
+                }
+                position += header.batch_len as usize;
+            }
+            assert_eq!(after.history, history);
+            let expected_hw = before.high_watermark.max((*leader_hw).min(after.next));
+            assert_eq!((after.high_watermark, *high_watermark), (expected_hw, expected_hw));
+        }
+        (Applied::Truncated { offset }, FetchResponse::Diverging { epoch, end_offset }) => {
+            let offset = *offset;
+            assert_eq!(offset, (*end_offset).min(before.end_for_epoch(*epoch)));
+            assert!(offset < before.next, "a divergence that cuts nothing");
+            assert!(offset >= before.high_watermark, "cut below the high watermark");
+            assert_eq!(after.high_watermark, before.high_watermark);
+            assert_eq!(after.next, offset);
+            if offset >= before.start {
+                assert_eq!(after.start, before.start);
+                assert_eq!(after.records[..], before.records[..(offset - before.start) as usize]);
+                let history: Vec<(u64, u64)> = before.history.iter().copied().filter(|&(_, s)| s < offset).collect();
+                assert_eq!(after.history, history);
+            } else {
+                assert!(after.start == offset && after.records.is_empty() && after.history.is_empty());
+            }
+        }
+        (Applied::Reset { offset }, FetchResponse::OffsetOutOfRange { log_start }) => {
+            assert_eq!(offset, log_start);
+            assert!(*offset > before.next, "reset a log that reaches the leader's start");
+            assert!(after.start == *offset && after.next == *offset);
+            assert!(after.records.is_empty() && after.history.is_empty());
+            assert_eq!(after.high_watermark, before.high_watermark);
+        }
+        (Applied::Refused, response) => {
+            assert!(response.is_refusal(), "{response:?} refused");
+            assert!(before == after, "a refusal changed the follower");
+        }
+        (applied, response) => panic!("{response:?} gave {applied:?}"),
     }
 }
 

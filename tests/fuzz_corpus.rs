@@ -187,3 +187,528 @@ fn forged_index_entry_fabricates_a_record() {
         Err(error) => assert!(matches!(error, replog::Error::Corrupt { .. }), "{error}"),
     }
 }
+
+// ---------------------------------------------------------------------------
+// Replication targets: fetch_request_decode, fetch_response_decode,
+// follower_apply
+// ---------------------------------------------------------------------------
+
+#[test]
+fn fetch_request_decode_corpus() {
+    replay("fetch_request_decode", checks::fetch_request_decode);
+}
+
+#[test]
+fn fetch_response_decode_corpus() {
+    replay("fetch_response_decode", checks::fetch_response_decode);
+}
+
+#[test]
+fn follower_apply_corpus() {
+    replay("follower_apply", checks::follower_apply);
+}
+
+use checks::{Field, Op};
+use replog::replication::{Applied, FetchRequest, FetchResponse, ReplicaId};
+
+/// A batch of `count` records from `base`, stamped with `epoch`.
+fn batch(base: u64, epoch: u64, count: u64) -> Vec<u8> {
+    let values: Vec<String> = (base..base + count).map(|o| format!("leader record {o}")).collect();
+    let records: Vec<NewRecord<'_>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| NewRecord::new(v.as_bytes()).key(b"k").timestamp_ms(5_000 + i as i64))
+        .collect();
+    replog::codec::encode_batch_to_vec(&records, base, epoch, 0)
+}
+
+fn concat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+fn flip(mut bytes: Vec<u8>, byte: usize, bit: u8) -> Vec<u8> {
+    bytes[byte] ^= 1 << bit;
+    bytes
+}
+
+/// Sets a message's version (byte 8) or kind (byte 12) and recomputes the
+/// CRC of its fixed part (the last four bytes of `header_len`).
+fn reseal(mut bytes: Vec<u8>, at: usize, value: u32, header_len: usize) -> Vec<u8> {
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    let crc = checks::crc32(&bytes[..header_len - 4]);
+    bytes[header_len - 4..header_len].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+fn records(epoch: u64, high_watermark: u64, log_start: u64, log_end: u64, batches: Vec<u8>) -> FetchResponse {
+    FetchResponse::Records {
+        epoch,
+        high_watermark,
+        log_start,
+        log_end,
+        batches: batches.into(),
+    }
+}
+
+/// What a seed of `follower_apply` must do, response by response: an
+/// `Applied`, or an error whose message holds the text.
+type Expected = Result<Applied, &'static str>;
+
+/// The named seeds of the replication targets: `(target, name, bytes)`,
+/// with what each `follower_apply` seed must do.
+fn replication_seeds() -> Vec<(&'static str, &'static str, Vec<u8>, Vec<Expected>)> {
+    use Field::{Raw, Rel};
+    let request = FetchRequest {
+        replica_id: ReplicaId(2),
+        current_epoch: 5,
+        fetch_offset: 12,
+        last_fetched_epoch: 4,
+        max_bytes: 1 << 20,
+    }
+    .encode();
+    let max_request = FetchRequest {
+        replica_id: ReplicaId(u64::MAX),
+        current_epoch: u64::MAX,
+        fetch_offset: u64::MAX,
+        last_fetched_epoch: u64::MAX,
+        max_bytes: u64::MAX,
+    }
+    .encode();
+    let zero_request = FetchRequest {
+        replica_id: ReplicaId(0),
+        current_epoch: 0,
+        fetch_offset: 0,
+        last_fetched_epoch: 0,
+        max_bytes: 0,
+    }
+    .encode();
+    let mut seeds: Vec<(&'static str, &'static str, Vec<u8>, Vec<Expected>)> = Vec::new();
+    let mut req = |name, bytes| seeds.push(("fetch_request_decode", name, bytes, Vec::new()));
+    req("seed-request", request.clone());
+    req("seed-request-max-fields", max_request);
+    req("seed-request-zero-fields", zero_request);
+    req("seed-request-truncated", request[..55].to_vec());
+    req("seed-request-trailing-byte", concat(&[&request, &[0]]));
+    req("seed-request-flipped-offset", flip(request.clone(), 30, 3));
+    req("seed-request-flipped-crc", flip(request.clone(), 53, 0));
+    req("seed-request-bad-magic", flip(request.clone(), 0, 1));
+    req("seed-request-version-2", reseal(request.clone(), 8, 2, 56));
+
+    // Leader-side batches continuing template 0 (offsets 0..12, epoch 4 last).
+    let (b12, b15, b16) = (batch(12, 4, 3), batch(15, 5, 1), batch(16, 5, 2));
+    let three = concat(&[&b12, &b15, &b16]);
+    let full = records(5, 12, 0, 18, three.clone()).encode();
+    let mut rsp = |name, pick: u8, message: &[u8]| {
+        seeds.push(("fetch_response_decode", name, concat(&[&[pick], message]), Vec::new()))
+    };
+    rsp("seed-records-three-batches-exact-limit", 0x00, &full);
+    rsp("seed-records-three-batches-no-limit", 0xFF, &full);
+    rsp(
+        "seed-records-three-batches-one-byte-over-limit",
+        0xFF_u8.wrapping_sub(1) as i8 as u8,
+        &full,
+    );
+    rsp("seed-records-empty", 0x00, &records(5, 12, 0, 12, Vec::new()).encode());
+    rsp(
+        "seed-diverging",
+        0x00,
+        &FetchResponse::Diverging {
+            epoch: 3,
+            end_offset: 7,
+        }
+        .encode(),
+    );
+    rsp("seed-fenced-epoch", 0x00, &FetchResponse::FencedEpoch.encode());
+    rsp("seed-not-leader", 0x00, &FetchResponse::NotLeader.encode());
+    rsp("seed-unknown-epoch", 0x00, &FetchResponse::UnknownEpoch.encode());
+    rsp(
+        "seed-offset-out-of-range",
+        0x00,
+        &FetchResponse::OffsetOutOfRange { log_start: 1000 }.encode(),
+    );
+    rsp("seed-records-truncated-mid-batch", 0xFF, &full[..full.len() - 7]);
+    rsp("seed-records-flipped-batch-bit", 0xFF, &flip(full.clone(), 60 + 50, 2));
+    rsp("seed-records-flipped-header-bit", 0xFF, &flip(full.clone(), 20, 0));
+    rsp(
+        "seed-records-not-contiguous",
+        0xFF,
+        &records(5, 12, 0, 18, concat(&[&b12, &b16])).encode(),
+    );
+    rsp(
+        "seed-records-epoch-regression",
+        0xFF,
+        &records(5, 12, 0, 18, concat(&[&batch(12, 5, 3), &batch(15, 4, 1)])).encode(),
+    );
+    rsp(
+        "seed-records-outside-range",
+        0xFF,
+        &records(5, 12, 0, 17, three.clone()).encode(),
+    );
+    rsp(
+        "seed-unknown-kind",
+        0x00,
+        &reseal(FetchResponse::NotLeader.encode(), 12, 6, 60),
+    );
+    rsp(
+        "seed-diverging-trailing-byte",
+        0xFF,
+        &concat(&[
+            &FetchResponse::Diverging {
+                epoch: 3,
+                end_offset: 7,
+            }
+            .encode(),
+            &[0],
+        ]),
+    );
+
+    // follower_apply: template 0 holds 0..12, epochs 1 (0..5), 3 (5..9),
+    // 4 (9..12); the follower is at epoch 5.
+    let mut app = |name, setup: u8, hw: u8, ops: &[Op], expected: Vec<Expected>| {
+        seeds.push((
+            "follower_apply",
+            name,
+            checks::follower_apply_input(setup, hw, ops),
+            expected,
+        ))
+    };
+    let append = |fix, batches: Vec<u8>| Op::Records {
+        fix,
+        epoch: Rel(0),
+        high_watermark: Rel(2),
+        log_start: Raw(0),
+        log_end: Rel(4),
+        batches,
+    };
+    let two = concat(&[&batch(12, 5, 3), &batch(15, 5, 1)]);
+    app(
+        "seed-append-two-batches",
+        0,
+        3,
+        &[append(0, two.clone())],
+        vec![Ok(Applied::Records {
+            records: 4,
+            high_watermark: 14,
+        })],
+    );
+    app(
+        "seed-append-then-reopen",
+        4,
+        3,
+        &[append(0, two.clone())],
+        vec![Ok(Applied::Records {
+            records: 4,
+            high_watermark: 14,
+        })],
+    );
+    app(
+        "seed-append-renumbered-and-resealed",
+        0,
+        0,
+        &[append(0x18, concat(&[&batch(40, 5, 2), &flip(batch(99, 5, 1), 75, 0)]))],
+        vec![Ok(Applied::Records {
+            records: 3,
+            high_watermark: 14,
+        })],
+    );
+    app(
+        "seed-leader-high-watermark-past-own-end",
+        0,
+        0,
+        &[
+            Op::Records {
+                fix: 0,
+                epoch: Rel(0),
+                high_watermark: Rel(100),
+                log_start: Raw(0),
+                log_end: Rel(100),
+                batches: Vec::new(),
+            },
+            Op::Records {
+                fix: 0,
+                epoch: Rel(0),
+                high_watermark: Raw(u64::MAX),
+                log_start: Raw(0),
+                log_end: Raw(u64::MAX),
+                batches: batch(12, 5, 1),
+            },
+        ],
+        vec![
+            Ok(Applied::Records {
+                records: 0,
+                high_watermark: 12,
+            }),
+            Ok(Applied::Records {
+                records: 1,
+                high_watermark: 13,
+            }),
+        ],
+    );
+    app(
+        "seed-diverging-inside-a-batch-then-append",
+        0,
+        2,
+        &[
+            Op::Diverging {
+                epoch: Raw(3),
+                end_offset: Raw(7),
+            },
+            append(0, batch(7, 5, 2)),
+        ],
+        vec![
+            Ok(Applied::Truncated { offset: 7 }),
+            Ok(Applied::Records {
+                records: 2,
+                high_watermark: 9,
+            }),
+        ],
+    );
+    app(
+        "seed-diverging-below-high-watermark",
+        0,
+        10,
+        &[Op::Diverging {
+            epoch: Raw(3),
+            end_offset: Raw(7),
+        }],
+        vec![Err("below the high watermark")],
+    );
+    app(
+        "seed-diverging-to-the-start",
+        0,
+        0,
+        &[Op::Diverging {
+            epoch: Raw(0),
+            end_offset: Raw(0),
+        }],
+        vec![Ok(Applied::Truncated { offset: 0 })],
+    );
+    app(
+        "seed-diverging-cuts-nothing",
+        0,
+        0,
+        &[Op::Diverging {
+            epoch: Raw(4),
+            end_offset: Rel(8),
+        }],
+        vec![Err("cuts nothing")],
+    );
+    app(
+        "seed-reset-then-append",
+        4,
+        5,
+        &[
+            Op::OffsetOutOfRange { log_start: Rel(50) },
+            append(0x10 | 0x08, batch(0, 5, 2)),
+        ],
+        vec![
+            Ok(Applied::Reset { offset: 62 }),
+            Ok(Applied::Records {
+                records: 2,
+                high_watermark: 64,
+            }),
+        ],
+    );
+    app(
+        "seed-reset-already-reached",
+        0,
+        0,
+        &[Op::OffsetOutOfRange { log_start: Raw(5) }],
+        vec![Err("already reaches")],
+    );
+    app(
+        "seed-refusals",
+        0,
+        4,
+        &[Op::FencedEpoch, Op::NotLeader, Op::UnknownEpoch],
+        vec![Ok(Applied::Refused); 3],
+    );
+    app(
+        "seed-records-of-another-epoch",
+        0,
+        0,
+        &[Op::Records {
+            fix: 0,
+            epoch: Rel(-1),
+            high_watermark: Rel(0),
+            log_start: Raw(0),
+            log_end: Rel(3),
+            batches: batch(12, 4, 3),
+        }],
+        vec![Err("another epoch")],
+    );
+    app(
+        "seed-batch-epoch-above-leader",
+        0,
+        0,
+        &[append(0, batch(12, 6, 1))],
+        vec![Err("above its leader")],
+    );
+    app(
+        "seed-batch-epoch-regression",
+        0,
+        0,
+        &[append(0, batch(12, 3, 1))],
+        vec![Err("follows the higher epoch")],
+    );
+    app(
+        "seed-batch-not-contiguous",
+        0,
+        0,
+        &[append(0, batch(13, 5, 1))],
+        vec![Err("expected offset 12, found 13")],
+    );
+    app(
+        "seed-batch-flipped-bit",
+        0,
+        0,
+        &[append(0, flip(batch(12, 5, 2), 70, 4))],
+        vec![Err("checksum mismatch")],
+    );
+    app(
+        "seed-wire-records-diverging-out-of-range",
+        0,
+        1,
+        &[
+            Op::Wire {
+                fix: 0,
+                bytes: records(5, 14, 0, 16, two.clone()).encode(),
+            },
+            Op::Wire {
+                fix: 0,
+                bytes: FetchResponse::Diverging {
+                    epoch: 4,
+                    end_offset: 11,
+                }
+                .encode(),
+            },
+            Op::Wire {
+                fix: 0,
+                bytes: FetchResponse::OffsetOutOfRange { log_start: 500 }.encode(),
+            },
+        ],
+        vec![
+            Ok(Applied::Records {
+                records: 4,
+                high_watermark: 14,
+            }),
+            Err("below the high watermark"),
+            Ok(Applied::Reset { offset: 500 }),
+        ],
+    );
+    app(
+        "seed-wire-resealed-header",
+        0,
+        0,
+        &[Op::Wire {
+            fix: 0x20,
+            bytes: flip(records(5, 14, 0, 16, two.clone()).encode(), 32, 0),
+        }],
+        vec![Ok(Applied::Records {
+            records: 4,
+            high_watermark: 14,
+        })],
+    );
+    app(
+        "seed-reset-log-append-and-diverge",
+        1,
+        2,
+        &[
+            append(0, batch(1005, 5, 2)),
+            Op::Diverging {
+                epoch: Raw(2),
+                end_offset: Raw(1010),
+            },
+            Op::Diverging {
+                epoch: Raw(1),
+                end_offset: Raw(900),
+            },
+            Op::OffsetOutOfRange { log_start: Raw(999) },
+        ],
+        vec![
+            Ok(Applied::Records {
+                records: 2,
+                high_watermark: 1007,
+            }),
+            Err("below the high watermark"),
+            Err("below the high watermark"),
+            Err("already reaches"),
+        ],
+    );
+    app(
+        "seed-empty-log-append",
+        2,
+        0,
+        &[
+            Op::Diverging {
+                epoch: Raw(0),
+                end_offset: Raw(0),
+            },
+            append(0, concat(&[&batch(0, 5, 2), &batch(2, 5, 1)])),
+        ],
+        vec![
+            Err("cuts nothing"),
+            Ok(Applied::Records {
+                records: 3,
+                high_watermark: 2,
+            }),
+        ],
+    );
+    seeds
+}
+
+/// The named seeds in `fuzz/corpus/` are the ones `replication_seeds`
+/// builds (`REPLOG_WRITE_SEEDS=1` writes them), and each does what it is
+/// named for: the requests and responses that should decode do, and each
+/// `follower_apply` seed applies or fails response by response as listed.
+#[test]
+fn replication_seeds_are_current_and_do_what_they_say() {
+    let write = std::env::var_os("REPLOG_WRITE_SEEDS").is_some();
+    for (target, name, bytes, expected) in replication_seeds() {
+        let path = corpus(target).join(name);
+        if write {
+            std::fs::create_dir_all(corpus(target)).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        } else {
+            let stored = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(
+                stored == bytes,
+                "{} is stale: REPLOG_WRITE_SEEDS=1 rewrites it",
+                path.display()
+            );
+        }
+        let decodes = ![
+            "truncated",
+            "trailing",
+            "flipped",
+            "magic",
+            "version",
+            "over-limit",
+            "not-contiguous",
+            "regression",
+            "outside",
+            "unknown-kind",
+        ]
+        .iter()
+        .any(|bad| name.contains(bad));
+        match target {
+            "fetch_request_decode" => assert_eq!(FetchRequest::decode(&bytes).is_ok(), decodes, "{name}"),
+            "fetch_response_decode" => {
+                let (max_bytes, message) = checks::fetch_response_input(&bytes).unwrap();
+                let result = FetchResponse::decode(message, max_bytes);
+                assert_eq!(result.is_ok(), decodes, "{name}: {result:?}");
+            }
+            _ => {
+                let outcomes = checks::follower_apply_outcomes(&bytes);
+                assert_eq!(outcomes.len(), expected.len(), "{name}: {outcomes:?}");
+                for (outcome, expected) in outcomes.iter().zip(&expected) {
+                    match (outcome, expected) {
+                        (Ok(applied), Ok(expected)) => assert_eq!(applied, expected, "{name}"),
+                        (Err(error), Err(text)) => assert!(error.contains(text), "{name}: {error}"),
+                        _ => panic!("{name}: {outcome:?}, expected {expected:?}"),
+                    }
+                }
+            }
+        }
+    }
+}
