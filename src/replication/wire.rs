@@ -22,8 +22,8 @@
 //! Decoding checks the CRC, the version, every field's range, and every
 //! batch (structure, CRC, contiguous offsets, non-decreasing epochs), so a
 //! flipped bit anywhere is an error. It never panics, and allocates only
-//! the batches, after checking their declared length against the caller's
-//! limit and the input.
+//! the batches, after checking their declared length against the input and
+//! the caller's limit (which one whole batch may exceed).
 
 use bytes::Bytes;
 
@@ -131,9 +131,11 @@ impl FetchResponse {
 
     /// Decodes a response from the bytes [`FetchResponse::encode`]
     /// produced, taking at most `max_bytes` of batches (the limit the
-    /// follower asked for, or any larger one it accepts). Checks every
-    /// batch. Never panics; allocates only the batches, after checking
-    /// their length against `max_bytes` and the input.
+    /// follower asked for, or any larger one it accepts), or exactly one
+    /// batch of any size (as the leader sends at least one whole batch).
+    /// Checks every batch. Never panics; allocates only the batches, after
+    /// checking their declared length against the input (so never more than
+    /// the input's length) and `max_bytes`.
     ///
     /// # Errors
     ///
@@ -153,7 +155,11 @@ impl FetchResponse {
         let length_at = 16 + 8 * RESPONSE_FIELDS;
         let batches_len = read_u64(head, length_at);
         let body = &bytes[RESPONSE_HEADER_BYTES..];
-        if batches_len > max_bytes || batches_len != body.len() as u64 {
+        // Over the limit only as one whole batch: the leader sends at least
+        // one batch whatever `max_bytes`, so a follower never stalls behind
+        // a large one. The copy is never larger than the input.
+        let one_batch = || BatchHeader::decode(body).is_ok_and(|h| h.batch_len as usize == body.len());
+        if batches_len != body.len() as u64 || (batches_len > max_bytes && !one_batch()) {
             return Err(invalid(length_at as u64)(Damage::BadLength));
         }
         let [a, b, ..] = fields;
