@@ -804,7 +804,9 @@ fn index_file_expecting(data: &[u8], force: Option<Expect>) {
 /// Size of an encoded fetch request (`docs/FORMAT.md`, "Replication messages").
 pub const REQUEST_BYTES: usize = 56;
 /// Size of a fetch response's header; the batches follow it.
-pub const RESPONSE_HEADER_BYTES: usize = 60;
+pub const RESPONSE_HEADER_BYTES: usize = 76;
+/// Where a fetch response's header holds the length of its batches.
+pub const RESPONSE_LENGTH_AT: u64 = 64;
 
 /// Decoding arbitrary bytes as a fetch request never panics and fails only
 /// with `InvalidMessage` and a damage the decoder documents; a request that
@@ -836,7 +838,7 @@ pub fn fetch_request_decode(data: &[u8]) {
 
 /// The limit a `fetch_response_decode` input asks for, and its message.
 /// Byte 0 picks the limit relative to the batch bytes the message carries
-/// (its length past the 60-byte header): `0xFF` is no limit (`u64::MAX`),
+/// (its length past the 76-byte header): `0xFF` is no limit (`u64::MAX`),
 /// any other byte adds itself as an `i8` (so `0x00` is exactly the
 /// batches' length, `0x01..=0x7F` more, `0x80..=0xFE` less, at least 0).
 pub fn fetch_response_input(data: &[u8]) -> Option<(u64, &[u8])> {
@@ -852,11 +854,12 @@ pub fn fetch_response_input(data: &[u8]) -> Option<(u64, &[u8])> {
 
 /// Decoding arbitrary bytes as a fetch response (with the limit the input
 /// picks, see [`fetch_response_input`]) never panics; it accepts exactly
-/// what decodes without a limit and carries at most `max_bytes` of batches
-/// (anything more is `InvalidMessage` with `BadLength` at the length field,
-/// position 48); what it accepts re-encodes to the same bytes and holds
-/// whole, valid, contiguous batches with non-decreasing epochs, inside the
-/// leader's range.
+/// what decodes without a limit and carries at most `max_bytes` of batches,
+/// or exactly one whole batch of any size (several batches over the limit
+/// are `InvalidMessage` with `BadLength` at the length field, position 64);
+/// what it accepts re-encodes to the same bytes and holds whole, valid,
+/// contiguous batches with non-decreasing epochs, starting at the fetch
+/// offset it answers, inside the leader's range.
 pub fn fetch_response_decode(data: &[u8]) {
     let Some((max_bytes, message)) = fetch_response_input(data) else {
         return;
@@ -866,22 +869,28 @@ pub fn fetch_response_decode(data: &[u8]) {
     match (limited, unlimited) {
         (Ok(limited), Ok(unlimited)) => {
             assert_eq!(limited, unlimited, "the limit changes nothing it accepts");
-            check_decoded_response(&limited, message, max_bytes);
+            let count = check_decoded_response(&limited, message);
+            let carried = (message.len() - RESPONSE_HEADER_BYTES) as u64;
+            assert!(
+                carried <= max_bytes || count == 1,
+                "{count} batches ({carried} bytes) over max_bytes {max_bytes} accepted"
+            );
         }
         (Err(error), Ok(unlimited)) => {
+            let count = check_decoded_response(&unlimited, message);
             let carried = (message.len() - RESPONSE_HEADER_BYTES) as u64;
             assert!(carried > max_bytes, "refused under a limit it meets: {error}");
+            assert!(count != 1, "one whole batch over the limit refused: {error}");
             assert!(
                 matches!(
                     error,
                     Error::InvalidMessage {
-                        position: 48,
+                        position: RESPONSE_LENGTH_AT,
                         damage: Damage::BadLength
                     }
                 ),
                 "batches over the limit: {error}"
             );
-            check_decoded_response(&unlimited, message, u64::MAX);
         }
         (Ok(limited), Err(error)) => panic!("accepted under a limit ({limited:?}), refused without one: {error}"),
         (Err(limited), Err(unlimited)) => {
@@ -895,33 +904,43 @@ pub fn fetch_response_decode(data: &[u8]) {
     }
 }
 
-fn check_decoded_response(response: &FetchResponse, message: &[u8], max_bytes: u64) {
+/// Checks a decoded response against its message; returns the number of
+/// batches it carries.
+fn check_decoded_response(response: &FetchResponse, message: &[u8]) -> usize {
     assert_eq!(response.encode(), message, "a decoded response re-encodes to its bytes");
     match response {
         FetchResponse::Records {
+            epoch,
+            fetch_offset,
+            last_fetched_epoch,
             high_watermark,
             log_start,
             log_end,
             batches,
-            ..
         } => {
-            assert!(batches.len() as u64 <= max_bytes, "batches over max_bytes accepted");
-            assert!(log_start <= log_end && high_watermark <= log_end);
+            assert!(log_start <= log_end && high_watermark <= log_end && fetch_offset <= log_end);
+            assert!(last_fetched_epoch <= epoch, "a last fetched epoch above the leader's");
             let mut position = 0;
-            let mut expected = None;
+            let mut expected = *fetch_offset;
             let mut last_epoch = 0;
+            let mut count = 0;
             while position < batches.len() {
                 let rest = &batches[position..];
-                let base = expected.unwrap_or_else(|| codec::BatchHeader::decode(rest).unwrap().base_offset);
-                let header = codec::validate_batch(rest, base).expect("an accepted batch validates");
+                let header = codec::validate_batch(rest, expected)
+                    .expect("an accepted batch validates where the previous one ends (the first at the fetch offset)");
                 assert!(header.leader_epoch >= last_epoch, "epochs go back");
                 assert!(header.base_offset >= *log_start && header.next_offset() <= *log_end);
                 last_epoch = header.leader_epoch;
-                expected = Some(header.next_offset());
+                expected = header.next_offset();
                 position += header.batch_len as usize;
+                count += 1;
             }
+            count
         }
-        _ => assert_eq!(message.len(), RESPONSE_HEADER_BYTES, "only records carry batches"),
+        _ => {
+            assert_eq!(message.len(), RESPONSE_HEADER_BYTES, "only records carry batches");
+            0
+        }
     }
 }
 
@@ -955,6 +974,10 @@ pub enum Op {
         /// to continue the follower's log (see [`follower_apply`]).
         fix: u8,
         epoch: Field,
+        /// The fetch offset and last fetched epoch the records answer
+        /// (anchored at the follower's log end and last batch epoch);
+        /// `None` is the follower's own position.
+        position: Option<(Field, Field)>,
         high_watermark: Field,
         log_start: Field,
         log_end: Field,
@@ -971,7 +994,8 @@ pub enum Op {
         log_start: Field,
     },
     /// An encoded response, decoded without a limit (skipped if it does
-    /// not decode). `fix` as for records, and bit 5 recomputes the header CRC.
+    /// not decode). `fix` as for records, bit 5 recomputes the header CRC,
+    /// bit 6 writes the follower's position into a records header.
     Wire {
         fix: u8,
         bytes: Vec<u8>,
@@ -1002,13 +1026,19 @@ pub fn follower_apply_input(setup: u8, high_watermark: u8, ops: &[Op]) -> Vec<u8
             Op::Records {
                 fix,
                 epoch,
+                position,
                 high_watermark,
                 log_start,
                 log_end,
                 batches,
             } => {
-                out.push(fix & 0x18);
-                for f in [epoch, high_watermark, log_start, log_end] {
+                out.push(fix & 0x18 | if position.is_some() { 0x40 } else { 0 });
+                field(&mut out, *epoch);
+                if let Some((fetch_offset, last_fetched_epoch)) = position {
+                    field(&mut out, *fetch_offset);
+                    field(&mut out, *last_fetched_epoch);
+                }
+                for f in [high_watermark, log_start, log_end] {
                     field(&mut out, *f);
                 }
                 bytes(&mut out, batches);
@@ -1026,7 +1056,7 @@ pub fn follower_apply_input(setup: u8, high_watermark: u8, ops: &[Op]) -> Vec<u8
                 field(&mut out, *log_start);
             }
             Op::Wire { fix, bytes: wire } => {
-                out.push(6 | (fix & 0x38));
+                out.push(6 | (fix & 0x78));
                 bytes(&mut out, wire);
             }
         }
@@ -1058,7 +1088,7 @@ fn follower_template(which: usize) -> &'static FollowerTemplate {
     static TEMPLATES: [OnceLock<FollowerTemplate>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     TEMPLATES[which].get_or_init(|| {
         let dir = scratch_dir();
-        let log = Log::open(dir.path(), follower_options().log_options_value().clone()).expect("template log");
+        let log = Log::open(dir.path(), follower_options().log_value().clone()).expect("template log");
         let (start, batches): (u64, &[(u64, u64)]) = match which {
             0 => (0, &[(1, 2), (1, 3), (3, 1), (3, 3), (4, 3)]),
             1 => (1000, &[(2, 3), (4, 2)]),
@@ -1152,6 +1182,12 @@ impl FollowerState {
         }
     }
 
+    /// Where the log ends and the epoch of its last batch (0 if it is
+    /// empty): the position a records answer must repeat to be applied.
+    fn position(&self) -> (u64, u64) {
+        (self.next, self.history.last().map_or(0, |&(epoch, _)| epoch))
+    }
+
     /// Where the records of the largest epoch at or below `epoch` end, as
     /// `Log::end_offset_for_epoch` (the log start if there is none).
     fn end_for_epoch(&self, epoch: u64) -> u64 {
@@ -1223,18 +1259,35 @@ fn fix_batches(bytes: &mut [u8], mut next: u64, fix: u8) {
     }
 }
 
+/// The follower's position as its next fetch request states it: its log
+/// end and the epoch of its last batch (0 if its log is empty).
+fn fetch_position(replica: &Replica) -> (u64, u64) {
+    let request = replica.fetch_request(0).expect("a follower of a known leader fetches");
+    (request.fetch_offset, request.last_fetched_epoch)
+}
+
 /// Reads the next response of the input; `None` at its end.
 fn next_response(input: &mut Input<'_>, replica: &Replica) -> Option<Option<FetchResponse>> {
     let op = input.u8()?;
     let epoch = replica.epoch();
-    let end = replica.log().next_offset();
+    let (end, last_epoch) = fetch_position(replica);
     let response = match op & 7 {
         0 => {
-            let [e, hw, start, log_end] = [epoch, end, end, end].map(|anchor| input.field(anchor));
+            let e = input.field(epoch)?;
+            // Bit 6: the position answered comes from the input (anchored at
+            // the follower's own); clear, it is the follower's own.
+            let (fetch_offset, last_fetched_epoch) = if op & 0x40 != 0 {
+                (input.field(end)?, input.field(last_epoch)?)
+            } else {
+                (end, last_epoch)
+            };
+            let [hw, start, log_end] = [end, end, end].map(|anchor| input.field(anchor));
             let mut batches = input.bytes()?;
             fix_batches(&mut batches, end, op);
             FetchResponse::Records {
-                epoch: e?,
+                epoch: e,
+                fetch_offset,
+                last_fetched_epoch,
                 high_watermark: hw?,
                 log_start: start?,
                 log_end: log_end?,
@@ -1255,9 +1308,14 @@ fn next_response(input: &mut Input<'_>, replica: &Replica) -> Option<Option<Fetc
             let mut bytes = input.bytes()?;
             if bytes.len() >= RESPONSE_HEADER_BYTES {
                 fix_batches(&mut bytes[RESPONSE_HEADER_BYTES..], end, op);
+                if op & 0x40 != 0 && bytes[12..16] == [0; 4] {
+                    // A records answer to the follower's own position.
+                    bytes[24..32].copy_from_slice(&end.to_le_bytes());
+                    bytes[32..40].copy_from_slice(&last_epoch.to_le_bytes());
+                }
                 if op & 0x20 != 0 {
-                    let crc = crc32(&bytes[..56]);
-                    bytes[56..60].copy_from_slice(&crc.to_le_bytes());
+                    let crc = crc32(&bytes[..72]);
+                    bytes[72..76].copy_from_slice(&crc.to_le_bytes());
                 }
             }
             return Some(match FetchResponse::decode(&bytes, u64::MAX) {
@@ -1277,7 +1335,10 @@ pub type Outcome = std::result::Result<Applied, String>;
 
 /// A follower `Replica` applies arbitrary responses: it never panics; on an
 /// error nothing changed (log bytes, records, start and end, epoch history,
-/// epoch, high watermark); on success it did exactly what the response
+/// epoch, high watermark); records that do not answer its position (its log
+/// end and last batch epoch, 0 if empty) in its epoch are refused with
+/// `UnexpectedResponse`, and records that do are applied if they carry no
+/// batches; on success it did exactly what the response
 /// says (records appended byte for byte and the high watermark raised to
 /// at most the leader's and its own end; a divergence cut at the smaller of
 /// the leader's end and its own end for that epoch, never below the high
@@ -1297,12 +1358,17 @@ pub type Outcome = std::result::Result<Applied, String>;
 ///         0 records, 1 diverging, 2 fenced epoch, 3 not leader, 4 unknown
 ///         epoch, 5 offset out of range, 6 and 7 wire-encoded; bit 3
 ///         recompute batch CRCs; bit 4 renumber batches from the log end;
-///         bit 5 (wire) recompute the header CRC), then its fields:
-///         records: epoch, high watermark, log start, log end, batches;
-///         diverging: epoch, end offset; out of range: log start;
-///         wire: bytes. A field is 0x80 and a u64 (LE), or an i8 added to
-///         the follower's epoch (epochs) or log end (offsets); bytes are a
-///         u16 (LE) length and that many bytes (fewer at the input's end).
+///         bit 5 (wire) recompute the header CRC; bit 6 records: the
+///         fetch offset and last fetched epoch are fields of the input,
+///         else the follower's own position; wire: a records header gets
+///         the follower's own position, at bytes 24..40), then its fields:
+///         records: epoch, [fetch offset, last fetched epoch,] high
+///         watermark, log start, log end, batches; diverging: epoch, end
+///         offset; out of range: log start; wire: bytes. A field is 0x80
+///         and a u64 (LE), or an i8 added to an anchor: the follower's
+///         epoch (epoch), the epoch of its last batch (last fetched epoch),
+///         its log end (offsets); bytes are a u16 (LE) length and that
+///         many bytes (fewer at the input's end).
 /// ```
 pub fn follower_apply(data: &[u8]) {
     follower_apply_outcomes(data);
@@ -1326,8 +1392,12 @@ pub fn follower_apply_outcomes(data: &[u8]) -> Vec<Outcome> {
         .expect("become a follower");
     let (start, end) = (replica.log().start_offset(), replica.log().next_offset());
     let high_watermark = start + hw_pick as u64 % (end - start + 1);
+    let (fetch_offset, last_fetched_epoch) = fetch_position(&replica);
+    assert_eq!(fetch_offset, end);
     let raised = replica.apply(FetchResponse::Records {
         epoch: FOLLOWER_EPOCH,
+        fetch_offset,
+        last_fetched_epoch,
         high_watermark,
         log_start: start,
         log_end: end,
@@ -1363,6 +1433,30 @@ fn check_applied(
     response: &FetchResponse,
     result: &replog::Result<Applied>,
 ) {
+    if let FetchResponse::Records {
+        epoch,
+        fetch_offset,
+        last_fetched_epoch,
+        batches,
+        ..
+    } = response
+    {
+        let answers_it = *epoch == before.epoch && (*fetch_offset, *last_fetched_epoch) == before.position();
+        if !answers_it {
+            assert!(
+                matches!(result, Err(Error::UnexpectedResponse { .. })),
+                "records of epoch {epoch} answering ({fetch_offset}, {last_fetched_epoch}) given to a follower \
+                 of epoch {} at {:?}: {result:?}",
+                before.epoch,
+                before.position()
+            );
+        } else if batches.is_empty() {
+            assert!(
+                result.is_ok(),
+                "records with no batches that answer the follower's position: {result:?}"
+            );
+        }
+    }
     let applied = match result {
         Ok(applied) => applied,
         Err(error) => {
@@ -1386,12 +1480,19 @@ fn check_applied(
             },
             FetchResponse::Records {
                 epoch,
+                fetch_offset,
+                last_fetched_epoch,
                 high_watermark: leader_hw,
                 batches,
                 ..
             },
         ) => {
             assert_eq!(*epoch, before.epoch, "records of another epoch applied");
+            assert_eq!(
+                (*fetch_offset, *last_fetched_epoch),
+                before.position(),
+                "records answering another position applied"
+            );
             assert_eq!((after.start, after.next), (before.start, before.next + records));
             assert_eq!(after.records[..before.records.len()], before.records[..]);
             assert!(

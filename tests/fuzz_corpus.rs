@@ -240,9 +240,20 @@ fn reseal(mut bytes: Vec<u8>, at: usize, value: u32, header_len: usize) -> Vec<u
     bytes
 }
 
-fn records(epoch: u64, high_watermark: u64, log_start: u64, log_end: u64, batches: Vec<u8>) -> FetchResponse {
+/// A records response of `epoch` answering a fetch at `position`
+/// (`fetch_offset`, `last_fetched_epoch`).
+fn records(
+    epoch: u64,
+    position: (u64, u64),
+    high_watermark: u64,
+    log_start: u64,
+    log_end: u64,
+    batches: Vec<u8>,
+) -> FetchResponse {
     FetchResponse::Records {
         epoch,
+        fetch_offset: position.0,
+        last_fetched_epoch: position.1,
         high_watermark,
         log_start,
         log_end,
@@ -294,21 +305,50 @@ fn replication_seeds() -> Vec<(&'static str, &'static str, Vec<u8>, Vec<Expected
     req("seed-request-bad-magic", flip(request.clone(), 0, 1));
     req("seed-request-version-2", reseal(request.clone(), 8, 2, 56));
 
-    // Leader-side batches continuing template 0 (offsets 0..12, epoch 4 last).
+    // Leader-side batches continuing template 0 (offsets 0..12, epoch 4
+    // last), answering a fetch at its end: offset 12, last fetched epoch 4.
+    let at12 = (12, 4);
     let (b12, b15, b16) = (batch(12, 4, 3), batch(15, 5, 1), batch(16, 5, 2));
     let three = concat(&[&b12, &b15, &b16]);
-    let full = records(5, 12, 0, 18, three.clone()).encode();
+    let full = records(5, at12, 12, 0, 18, three.clone()).encode();
     let mut rsp = |name, pick: u8, message: &[u8]| {
         seeds.push(("fetch_response_decode", name, concat(&[&[pick], message]), Vec::new()))
     };
     rsp("seed-records-three-batches-exact-limit", 0x00, &full);
     rsp("seed-records-three-batches-no-limit", 0xFF, &full);
+    rsp("seed-records-three-batches-two-bytes-over-limit", -2_i8 as u8, &full);
+    // One whole batch decodes whatever the limit (the leader sends at least
+    // one); two over the limit do not.
     rsp(
-        "seed-records-three-batches-one-byte-over-limit",
-        0xFF_u8.wrapping_sub(1) as i8 as u8,
-        &full,
+        "seed-records-one-batch-above-limit",
+        i8::MIN as u8,
+        &records(5, at12, 12, 0, 15, b12.clone()).encode(),
     );
-    rsp("seed-records-empty", 0x00, &records(5, 12, 0, 12, Vec::new()).encode());
+    rsp(
+        "seed-records-two-batches-over-limit",
+        -2_i8 as u8,
+        &records(5, at12, 12, 0, 16, concat(&[&b12, &b15])).encode(),
+    );
+    rsp(
+        "seed-records-empty",
+        0x00,
+        &records(5, at12, 12, 0, 12, Vec::new()).encode(),
+    );
+    rsp(
+        "seed-records-first-batch-not-at-fetch-offset",
+        0xFF,
+        &records(5, (11, 4), 12, 0, 18, three.clone()).encode(),
+    );
+    rsp(
+        "seed-records-fetch-offset-past-end",
+        0xFF,
+        &records(5, (13, 4), 12, 0, 12, Vec::new()).encode(),
+    );
+    rsp(
+        "seed-records-last-fetched-epoch-past-leader",
+        0xFF,
+        &records(5, (12, 6), 12, 0, 12, Vec::new()).encode(),
+    );
     rsp(
         "seed-diverging",
         0x00,
@@ -327,27 +367,27 @@ fn replication_seeds() -> Vec<(&'static str, &'static str, Vec<u8>, Vec<Expected
         &FetchResponse::OffsetOutOfRange { log_start: 1000 }.encode(),
     );
     rsp("seed-records-truncated-mid-batch", 0xFF, &full[..full.len() - 7]);
-    rsp("seed-records-flipped-batch-bit", 0xFF, &flip(full.clone(), 60 + 50, 2));
+    rsp("seed-records-flipped-batch-bit", 0xFF, &flip(full.clone(), 76 + 50, 2));
     rsp("seed-records-flipped-header-bit", 0xFF, &flip(full.clone(), 20, 0));
     rsp(
         "seed-records-not-contiguous",
         0xFF,
-        &records(5, 12, 0, 18, concat(&[&b12, &b16])).encode(),
+        &records(5, at12, 12, 0, 18, concat(&[&b12, &b16])).encode(),
     );
     rsp(
         "seed-records-epoch-regression",
         0xFF,
-        &records(5, 12, 0, 18, concat(&[&batch(12, 5, 3), &batch(15, 4, 1)])).encode(),
+        &records(5, at12, 12, 0, 18, concat(&[&batch(12, 5, 3), &batch(15, 4, 1)])).encode(),
     );
     rsp(
         "seed-records-outside-range",
         0xFF,
-        &records(5, 12, 0, 17, three.clone()).encode(),
+        &records(5, at12, 12, 0, 17, three.clone()).encode(),
     );
     rsp(
         "seed-unknown-kind",
         0x00,
-        &reseal(FetchResponse::NotLeader.encode(), 12, 6, 60),
+        &reseal(FetchResponse::NotLeader.encode(), 12, 6, 76),
     );
     rsp(
         "seed-diverging-trailing-byte",
@@ -375,6 +415,7 @@ fn replication_seeds() -> Vec<(&'static str, &'static str, Vec<u8>, Vec<Expected
     let append = |fix, batches: Vec<u8>| Op::Records {
         fix,
         epoch: Rel(0),
+        position: None,
         high_watermark: Rel(2),
         log_start: Raw(0),
         log_end: Rel(4),
@@ -419,6 +460,7 @@ fn replication_seeds() -> Vec<(&'static str, &'static str, Vec<u8>, Vec<Expected
             Op::Records {
                 fix: 0,
                 epoch: Rel(0),
+                position: None,
                 high_watermark: Rel(100),
                 log_start: Raw(0),
                 log_end: Rel(100),
@@ -427,6 +469,7 @@ fn replication_seeds() -> Vec<(&'static str, &'static str, Vec<u8>, Vec<Expected
             Op::Records {
                 fix: 0,
                 epoch: Rel(0),
+                position: None,
                 high_watermark: Raw(u64::MAX),
                 log_start: Raw(0),
                 log_end: Raw(u64::MAX),
@@ -530,12 +573,62 @@ fn replication_seeds() -> Vec<(&'static str, &'static str, Vec<u8>, Vec<Expected
         &[Op::Records {
             fix: 0,
             epoch: Rel(-1),
+            position: None,
             high_watermark: Rel(0),
             log_start: Raw(0),
             log_end: Rel(3),
             batches: batch(12, 4, 3),
         }],
         vec![Err("another epoch")],
+    );
+    // Records answer a position: the follower's log end and last batch
+    // epoch (12 and 4 for template 0). Another one is refused, so a late or
+    // duplicated answer is never appended.
+    let at = |fetch_offset, last_fetched_epoch, batches| Op::Records {
+        fix: 0,
+        epoch: Rel(0),
+        position: Some((fetch_offset, last_fetched_epoch)),
+        high_watermark: Rel(2),
+        log_start: Raw(0),
+        log_end: Rel(4),
+        batches,
+    };
+    app(
+        "seed-records-at-another-position",
+        0,
+        0,
+        &[
+            at(Rel(-1), Rel(0), batch(11, 5, 1)),
+            at(Rel(1), Rel(0), batch(13, 5, 1)),
+            at(Rel(0), Rel(-1), batch(12, 5, 1)),
+            at(Rel(0), Rel(1), batch(12, 5, 1)),
+            at(Rel(0), Raw(0), Vec::new()),
+            at(Raw(12), Raw(4), batch(12, 5, 1)),
+        ],
+        vec![
+            Err("another position"),
+            Err("another position"),
+            Err("another position"),
+            Err("another position"),
+            Err("another position"),
+            Ok(Applied::Records {
+                records: 1,
+                high_watermark: 13,
+            }),
+        ],
+    );
+    app(
+        "seed-records-duplicated",
+        0,
+        0,
+        &[at(Raw(12), Raw(4), two.clone()), at(Raw(12), Raw(4), two.clone())],
+        vec![
+            Ok(Applied::Records {
+                records: 4,
+                high_watermark: 14,
+            }),
+            Err("another position"),
+        ],
     );
     app(
         "seed-batch-epoch-above-leader",
@@ -572,7 +665,7 @@ fn replication_seeds() -> Vec<(&'static str, &'static str, Vec<u8>, Vec<Expected
         &[
             Op::Wire {
                 fix: 0,
-                bytes: records(5, 14, 0, 16, two.clone()).encode(),
+                bytes: records(5, at12, 14, 0, 16, two.clone()).encode(),
             },
             Op::Wire {
                 fix: 0,
@@ -602,12 +695,34 @@ fn replication_seeds() -> Vec<(&'static str, &'static str, Vec<u8>, Vec<Expected
         0,
         &[Op::Wire {
             fix: 0x20,
-            bytes: flip(records(5, 14, 0, 16, two.clone()).encode(), 32, 0),
+            bytes: flip(records(5, at12, 14, 0, 16, two.clone()).encode(), 48, 0),
         }],
         vec![Ok(Applied::Records {
             records: 4,
             high_watermark: 14,
         })],
+    );
+    app(
+        "seed-wire-position-written",
+        0,
+        0,
+        &[
+            Op::Wire {
+                fix: 0,
+                bytes: records(5, (12, 3), 14, 0, 16, two.clone()).encode(),
+            },
+            Op::Wire {
+                fix: 0x60,
+                bytes: records(5, (12, 3), 14, 0, 16, two.clone()).encode(),
+            },
+        ],
+        vec![
+            Err("another position"),
+            Ok(Applied::Records {
+                records: 4,
+                high_watermark: 14,
+            }),
+        ],
     );
     app(
         "seed-reset-log-append-and-diverge",
@@ -688,6 +803,9 @@ fn replication_seeds_are_current_and_do_what_they_say() {
             "regression",
             "outside",
             "unknown-kind",
+            "not-at-fetch-offset",
+            "past-end",
+            "past-leader",
         ]
         .iter()
         .any(|bad| name.contains(bad));
