@@ -599,7 +599,6 @@ fn positions_must_agree() {
 }
 
 #[test]
-#[ignore = "FINDING (src/replication/wire.rs, since 5261514): decode_records checks that the first batch starts at fetch_offset but no longer that it is at or above log_start, so batches outside the leader's range (below its start) decode, against FetchResponse::decode's documented OutOfBounds"]
 fn batches_below_the_leaders_start_are_refused() {
     let batches = [batch(12, 5, 3), batch(15, 5, 1)].concat();
     let bytes = records(AT12, 0, 13, 16, batches).encode();

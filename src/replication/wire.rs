@@ -206,7 +206,7 @@ fn decode_records(fields: [u64; RESPONSE_FIELDS], body: &[u8]) -> Result<FetchRe
         return Err(invalid(16)(Damage::OutOfBounds));
     }
     let (first, next) = check_batches(body)?;
-    if !body.is_empty() && (first != fetch_offset || next > log_end) {
+    if !body.is_empty() && (first != fetch_offset || first < log_start || next > log_end) {
         return Err(invalid(RESPONSE_HEADER_BYTES as u64)(Damage::OutOfBounds));
     }
     Ok(FetchResponse::Records {
