@@ -96,8 +96,14 @@ pub enum Kind {
     /// through `Log::batches` (borrowed records) if `replog_batches`, else
     /// through `Log::iter` (an owned `Record` per record).
     Read { replog_batches: bool },
-    /// Durable appends from `threads` writers, `per_op` records per call.
-    Durable { threads: usize, per_op: u64 },
+    /// Durable appends from `threads` writers, `per_op` records per call;
+    /// if `replicated`, replog's are to the leader of three replicas in
+    /// this process with `Acks::All` (the peers stay single nodes).
+    Durable {
+        threads: usize,
+        per_op: u64,
+        replicated: bool,
+    },
 }
 
 pub struct Workload {
@@ -134,6 +140,7 @@ fn workloads() -> Vec<Workload> {
             kind: Kind::Durable {
                 threads: 1,
                 per_op: BATCH,
+                replicated: false,
             },
             peers: vec![Replog, RaftEngine, Okaywal, Raw, RawFalloc],
         },
@@ -144,10 +151,23 @@ fn workloads() -> Vec<Workload> {
                 "durable append, {threads} thread{}",
                 if threads == 1 { "" } else { "s" }
             ),
-            kind: Kind::Durable { threads, per_op: 1 },
+            kind: Kind::Durable {
+                threads,
+                per_op: 1,
+                replicated: false,
+            },
             peers: vec![Replog, RaftEngine, Okaywal, Raw, RawFalloc],
         });
     }
+    list.push(Workload {
+        label: "replicated durable append, 16 threads (replog: leader + 2 followers, `Acks::All` ‡)".into(),
+        kind: Kind::Durable {
+            threads: 16,
+            per_op: 1,
+            replicated: true,
+        },
+        peers: vec![Replog, RaftEngine, Okaywal, Raw, RawFalloc],
+    });
     list
 }
 
@@ -198,7 +218,11 @@ fn measure(base: &Path, values: &Values, s: &Settings, kind: Kind, peer: Peer, r
             Peer::RawFalloc => raw::mmap_append(base, values, per_step, s.append, false),
         },
         Kind::Read { replog_batches } => reads.expect("read fixtures").read(peer, s.read_records, replog_batches),
-        Kind::Durable { threads, per_op } => {
+        Kind::Durable {
+            threads,
+            per_op,
+            replicated,
+        } => {
             let window = Window {
                 warmup: s.durable_warmup,
                 run: s.durable_run,
@@ -209,6 +233,7 @@ fn measure(base: &Path, values: &Values, s: &Settings, kind: Kind, peer: Peer, r
                 s.raw_sync_bytes.1
             };
             match peer {
+                Peer::Replog if replicated => stores::replog_replicated(base, values, threads, window),
                 Peer::Replog => stores::replog_durable(base, values, threads, per_op, window),
                 Peer::Commitlog => unreachable!("commitlog never syncs its data"),
                 Peer::RaftEngine => stores::raft_durable(base, values, threads, per_op, window),

@@ -100,6 +100,7 @@ impl Row {
     fn mark(&self, peer: Peer) -> &'static str {
         match (self.kind, peer) {
             (Kind::Append { .. }, Peer::Okaywal) => " †",
+            (Kind::Durable { replicated: true, .. }, Peer::Replog) => " ‡",
             _ => "",
         }
     }
@@ -249,7 +250,9 @@ pub fn markdown(machine: &Machine, s: &Settings, base: &Path, rows: &[Row], elap
          fallocate-only\" is the same on a file that was only `fallocate`d: for appends, a map whose pages are \
          faulted in (and zeroed by the kernel) as they are first written, which is what any log writing new \
          pages pays; for durable rows, `write` + `fdatasync` into unwritten extents. † okaywal has \
-         no non-durable append: its figure there is for durable (fsynced) batches.\n",
+         no non-durable append: its figure there is for durable (fsynced) batches. ‡ replog replicated: three \
+         replicas in this process, every append acknowledged by all three (see *Semantics notes*); the peers and \
+         the raw baselines in that row are the single-node figures of the same workload.\n",
         s.reps, s.durable_reps
     );
     md.push_str(&table(rows));
@@ -335,6 +338,14 @@ fn semantics(s: &Settings) -> String {
   only `fallocate`d (and `fsync`ed): on ext4 its extents stay "unwritten" until written, so each
   `fdatasync` must also commit the extent conversion through the journal. That is what a naive
   preallocation gets, and what replog's `fallocate`d segments get.
+- **replog, replicated** (the last row, ‡): a leader and two followers (`replog::replication`), each a
+  `Replica` over its own log with `SyncPolicy::Always` in its own temporary directory, in this one process,
+  connected by the crate's `InMemoryTransport` (a follower's fetch is a call into the leader, no copy) with a
+  `FollowerDriver` thread per follower. The writers append one record per call to the leader with
+  `Acks::All`: an append returns once the high watermark covers it, that is once the leader and both
+  followers hold it durably (each follower syncs what it applied before it fetches again, which is when the
+  leader counts it). Three logs on the same disk and two cores: every record is synced three times. The row
+  above it is the same workload on a single replog log.
 - With several threads the raw rows are *not* a limit: each thread syncs on its own, with no group commit,
   whereas replog, raft-engine and okaywal let one sync cover many writers. What one sync can cover is bounded
   by the durable batch row, where one `write` + `fdatasync` carries 100 records.

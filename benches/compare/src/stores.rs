@@ -15,7 +15,10 @@ use commitlog::{CommitLog, LogOptions, ReadLimit};
 use okaywal::{Configuration, EntryId, LogManager, LogVoid, ReadChunkResult, SegmentReader, WriteAheadLog};
 use raft_engine::{Config as RaftConfig, Engine, LogBatch, MessageExt};
 use raft_proto::eraftpb::Entry;
-use replog::{Log, Options, SyncPolicy};
+use replog::replication::{
+    Acks, DriverOptions, FollowerDriver, InMemoryTransport, Replica, ReplicaId, ReplicaOptions, Transport,
+};
+use replog::{Log, NewRecord, Options, SyncPolicy};
 use tempfile::TempDir;
 
 use crate::harness::{Budget, Sample, Values, Window, threaded_run, timed_loop, touch};
@@ -74,6 +77,47 @@ pub fn replog_durable(base: &Path, values: &Values, threads: usize, per_op: u64,
         per_op
     });
     log.close().expect("replog close");
+    sample
+}
+
+/// `SyncPolicy::Always` on three replicas in this process (a leader and two
+/// followers, each with a follower driver over the in-memory transport);
+/// `threads` writers append one record per call to the leader with
+/// `Acks::All`.
+pub fn replog_replicated(base: &Path, values: &Values, threads: usize, window: Window) -> Sample {
+    let ids = [ReplicaId(1), ReplicaId(2), ReplicaId(3)];
+    let dirs: Vec<TempDir> = ids.iter().map(|_| temp_dir(base)).collect();
+    let options = ReplicaOptions::new(replog_options(SyncPolicy::Always));
+    let replicas: Vec<Arc<Replica>> = ids
+        .iter()
+        .zip(&dirs)
+        .map(|(id, dir)| Arc::new(Replica::open(dir.path(), *id, options.clone()).expect("replica open")))
+        .collect();
+    let transport = Arc::new(InMemoryTransport::new());
+    for replica in &replicas {
+        transport.register(replica);
+    }
+    replicas[0].become_leader(1, &ids, &ids).expect("become leader");
+    let drivers: Vec<FollowerDriver> = replicas[1..]
+        .iter()
+        .map(|follower| {
+            follower.become_follower(1, ids[0]).expect("become follower");
+            let transport: Arc<dyn Transport> = transport.clone();
+            FollowerDriver::start(Arc::clone(follower), transport, DriverOptions::default()).expect("driver")
+        })
+        .collect();
+    let leader = &replicas[0];
+    let sample = threaded_run(threads, window, |thread, done, _stop| {
+        let first = thread as u64 * 1_000_003 + done;
+        leader
+            .append(&[NewRecord::new(values.get(first))], Acks::All)
+            .expect("replog replicated append");
+        1
+    });
+    for driver in drivers {
+        driver.stop();
+    }
+    drop(replicas);
     sample
 }
 
