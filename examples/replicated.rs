@@ -149,7 +149,11 @@ impl Coordinator {
         self.dead.push(old);
         *self.metadata.leader.write().unwrap() = None;
         let isr: Vec<ReplicaId> = self.isr.iter().copied().filter(|id| !self.dead.contains(id)).collect();
-        let new = *isr.first().expect("a live member of the in-sync set");
+        // With none (the followers had been proposed out for lagging), no
+        // replica can lead without losing acknowledged records: stop.
+        let new = *isr
+            .first()
+            .expect("no live member of the confirmed in-sync set to elect");
         self.epoch += 1;
         println!(
             "  coordinator: replica {} killed; replica {} leads epoch {} with in-sync set {:?}",
