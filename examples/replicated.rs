@@ -44,6 +44,8 @@ enum Event {
     IsrProposed {
         leader: ReplicaId,
         epoch: u64,
+        /// The version of the confirmed set it would replace.
+        version: u64,
         isr: Vec<ReplicaId>,
     },
     /// Kill the current leader and elect another.
@@ -58,10 +60,11 @@ enum Event {
 struct ToCoordinator(Mutex<Sender<Event>>);
 
 impl ReplicaListener for ToCoordinator {
-    fn isr_change_proposed(&self, leader: ReplicaId, epoch: u64, proposed: &[ReplicaId]) {
+    fn isr_change_proposed(&self, leader: ReplicaId, epoch: u64, version: u64, proposed: &[ReplicaId]) {
         let event = Event::IsrProposed {
             leader,
             epoch,
+            version,
             isr: proposed.to_vec(),
         };
         let _ = self.0.lock().unwrap().send(event);
@@ -81,7 +84,7 @@ impl Metadata {
 }
 
 /// The control plane: the epoch, the leader, and the confirmed in-sync set
-/// it has recorded (what it elects from).
+/// it has recorded (what it elects from) with its version.
 struct Coordinator {
     replicas: Vec<Arc<Replica>>,
     transport: Arc<InMemoryTransport>,
@@ -89,6 +92,8 @@ struct Coordinator {
     epoch: u64,
     leader: ReplicaId,
     isr: Vec<ReplicaId>,
+    /// 0 for the set given to `become_leader`, one more at each confirm.
+    isr_version: u64,
     dead: Vec<ReplicaId>,
     /// When the last failover ended (the new leader in place).
     failed_over: Option<Instant>,
@@ -118,9 +123,17 @@ impl Coordinator {
     fn run(mut self, events: Receiver<Event>) -> replog::Result<Self> {
         for event in events {
             match event {
-                Event::IsrProposed { leader, epoch, isr } => {
-                    // Only the live leader of the current epoch is listened to.
-                    if leader != self.leader || epoch != self.epoch || self.dead.contains(&leader) {
+                Event::IsrProposed {
+                    leader,
+                    epoch,
+                    version,
+                    isr,
+                } => {
+                    // Only the live leader of the current epoch is listened
+                    // to, and only about the set recorded now (a late or
+                    // repeated proposal is about an older one).
+                    let current = leader == self.leader && epoch == self.epoch && version == self.isr_version;
+                    if !current || self.dead.contains(&leader) {
                         continue;
                     }
                     // Record first, then confirm: the set elected from is
@@ -131,6 +144,7 @@ impl Coordinator {
                         ids(&isr)
                     );
                     self.isr = isr.clone();
+                    self.isr_version += 1;
                     self.replica(leader).confirm_isr(epoch, &isr)?;
                 }
                 Event::KillLeader => self.fail_over()?,
@@ -168,6 +182,7 @@ impl Coordinator {
         }
         self.leader = new;
         self.isr = isr;
+        self.isr_version = 0;
         *self.metadata.leader.write().unwrap() = Some(Arc::clone(self.replica(new)));
         self.failed_over = Some(Instant::now());
         Ok(())
@@ -266,6 +281,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         epoch: 0,
         leader: IDS[0],
         isr: Vec::new(),
+        isr_version: 0,
         dead: Vec::new(),
         failed_over: None,
     };
