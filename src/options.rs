@@ -56,7 +56,7 @@ pub struct Retention {
 /// | option | default | what it means |
 /// |---|---|---|
 /// | [`sync`](Options::sync) | `SyncPolicy::Always` | an append returns once durable (group commit) |
-/// | [`segment_bytes`](Options::segment_bytes) | 256 MiB | size of a full segment; its file is allocated (`fallocate`) in steps of 1 to 64 MiB ahead of the writer |
+/// | [`segment_bytes`](Options::segment_bytes) | 256 MiB | each segment file is preallocated (`fallocate`) to this size when created |
 /// | [`index_interval_bytes`](Options::index_interval_bytes) | 4 KiB | one sparse index entry per this many bytes of batches |
 /// | [`record_bytes_max`](Options::record_bytes_max) | 1 MiB | largest key + value |
 /// | [`retention`](Options::retention) | none | nothing is deleted |
@@ -141,9 +141,7 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Size of a full segment, in bytes (its file is allocated in steps
-    /// ahead of the writer). Stored with the log: when unset, a reopened
-    /// log keeps the size it was created with.
+    /// Size of each segment file, in bytes (preallocated up front).
     /// Between [`SEGMENT_BYTES_MIN`] and [`SEGMENT_BYTES_MAX`].
     #[must_use]
     pub fn segment_bytes(mut self, bytes: u64) -> Self {

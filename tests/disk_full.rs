@@ -33,12 +33,6 @@ use common::{child, records};
 
 const APPEND_CHILD: &str = "disk_full_append_child";
 const OPEN_CHILD: &str = "disk_full_open_child";
-const STEP_CHILD: &str = "disk_full_step_child";
-/// Segment size of the step child: larger than several allocation steps.
-const STEP_SEGMENT_BYTES: u64 = 16 << 20;
-/// The file size limit of the step child: within its first segment, past
-/// its first allocation steps.
-const STEP_LIMIT_BYTES: u64 = 3 << 20;
 const ENV_LIMIT: &str = "REPLOG_DISK_FULL_LIMIT_BYTES";
 
 const SEGMENT_BYTES: u64 = 64 << 10;
@@ -234,67 +228,6 @@ fn disk_full_append_child() {
     log.close().expect("close under the file size limit");
     assert!(leftover_temporary_files(&dir).is_empty(), "close left a temporary file");
     println!("CLOSED");
-}
-
-/// Child: opens a log of 16 MiB segments, lowers its file size limit to
-/// 3 MiB, and appends until the append that needs the next allocation step
-/// of the segment file fails. Prints `ACK <offset>` per record and `CLOSED`.
-#[test]
-fn disk_full_step_child() {
-    let Some(dir) = child::dir(STEP_CHILD) else {
-        return;
-    };
-    assert!(ignores_sigxfsz(), "the shell did not make the child ignore SIGXFSZ");
-    let log = Log::open(&dir, options().segment_bytes(STEP_SEGMENT_BYTES)).expect("open without a limit");
-    lower_file_size_limit(STEP_LIMIT_BYTES);
-    println!("\nLIMIT {STEP_LIMIT_BYTES}");
-    let mut appended = 0u64;
-    let error = loop {
-        assert!(appended < 100_000, "appends never failed");
-        match log.append(big(appended)) {
-            Ok(got) => {
-                assert_eq!(got, appended);
-                println!("ACK {appended}");
-                appended += 1;
-            }
-            Err(error) => break error,
-        }
-    };
-    assert_file_too_large::<()>(Err(error), "the append that needed the next allocation step");
-    let file = &segment_files(&dir)[0];
-    let len = std::fs::metadata(file).unwrap().len();
-    assert!(len <= STEP_LIMIT_BYTES, "the segment file grew to {len}");
-    assert!(
-        appended * one_record_batch(RECORD_BYTES) > STEP_LIMIT_BYTES / 2,
-        "failed long before the limit"
-    );
-    assert_file_too_large(log.append(big(appended)), "the next append");
-    let expected: Vec<Vec<u8>> = (0..appended).map(big).collect();
-    assert_holds(&log, &expected, "after the failed step");
-    log.close().expect("close under the file size limit");
-    println!("CLOSED");
-}
-
-/// Issue 11: a segment file is allocated in steps ahead of the writer, so a
-/// full disk is the error of the append that needed the next step (not a
-/// SIGBUS, and not a failure at open of a whole segment's worth).
-#[test]
-fn append_fails_cleanly_when_the_next_allocation_step_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = run_child(STEP_CHILD, dir.path(), None, &[]);
-    let context = output.describe();
-    assert!(output.status.success(), "the child's checks failed: {context}");
-    assert!(output.stdout.contains("\nCLOSED\n"), "{context}");
-    let acked = output.stdout.lines().filter(|l| l.starts_with("ACK ")).count() as u64;
-    let log = Log::open(dir.path(), options()).unwrap();
-    let mut expected: Vec<Vec<u8>> = (0..acked).map(big).collect();
-    assert_holds(&log, &expected, "reopened without the limit");
-    for _ in 0..100 {
-        let offset = expected.len() as u64;
-        assert_eq!(log.append(big(offset)).unwrap(), offset);
-        expected.push(big(offset));
-    }
-    assert_holds(&log, &expected, "after appending again");
 }
 
 /// Child: started under `ulimit -f`, tries to open the log (twice), which

@@ -33,9 +33,8 @@ impl Log {
     /// # Errors
     ///
     /// [`Error::RecordTooLarge`], [`Error::Poisoned`], [`Error::ReadOnly`],
-    /// [`Error::Io`] (for example a full disk when the next step of the
-    /// segment file or a new segment is allocated). On error nothing was
-    /// appended.
+    /// [`Error::Io`] (for example a full disk when a new segment is
+    /// preallocated). On error nothing was appended.
     pub fn append(&self, value: impl AsRef<[u8]>) -> Result<u64> {
         self.append_records(&[NewRecord::new(value.as_ref())])
     }
@@ -97,7 +96,6 @@ impl Log {
             if writer.active.remaining() < batch_bytes {
                 self.shared.roll(&mut writer)?;
             }
-            writer.active.reserve(batch_bytes)?;
             let epoch = self.shared.leader_epoch.load(Ordering::Relaxed);
             let base_offset = writer.active.next_offset();
             self.shared.note_epoch(&mut writer, epoch, base_offset)?;
@@ -172,7 +170,6 @@ impl Log {
             if writer.active.remaining() < run_bytes {
                 self.shared.roll(&mut writer)?;
             }
-            writer.active.reserve(run_bytes)?;
             for header in run {
                 self.shared
                     .note_epoch(&mut writer, header.leader_epoch, header.base_offset)?;
@@ -349,11 +346,8 @@ impl Shared {
     pub(super) fn prefault_ahead(&self, writer: &mut Writer) {
         let ahead = self.options.prefault_bytes;
         let position = writer.active.position();
-        // Never past the allocated part of the file (mmap invariant 5); once
-        // there, the next request waits for the file to grow.
-        let target = (position + ahead).min(writer.active.allocated());
-        if ahead > 0 && position + ahead / 2 >= writer.prefault_requested_to && target > writer.prefault_requested_to {
-            writer.prefault_requested_to = target;
+        if ahead > 0 && position + ahead / 2 >= writer.prefault_requested_to {
+            writer.prefault_requested_to = position + ahead;
             // Write-back trails the writer: it write-protects the pages it
             // cleans, and the page being filled would then fault again.
             let write_back_to = (self.options.sync == SyncPolicy::Never)

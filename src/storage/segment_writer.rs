@@ -52,20 +52,6 @@ impl ActiveTail {
     }
 }
 
-/// The smallest step the file of the active segment grows by.
-const ALLOCATION_STEP_MIN_BYTES: u64 = 1 << 20;
-/// The largest step.
-const ALLOCATION_STEP_MAX_BYTES: u64 = 64 << 20;
-
-/// How far to allocate a segment file of `capacity` bytes whose data must
-/// reach `needed`: `needed` plus a step as large as what is there, between
-/// 1 MiB and 64 MiB, so a small log takes about a megabyte on disk and a
-/// busy one extends its file a few times per segment.
-pub(crate) fn allocation_for(needed: u64, capacity: u64) -> u64 {
-    let step = needed.clamp(ALLOCATION_STEP_MIN_BYTES, ALLOCATION_STEP_MAX_BYTES);
-    needed.saturating_add(step).min(capacity).max(needed)
-}
-
 /// What every segment of one log shares.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentConfig<'a> {
@@ -91,10 +77,9 @@ pub(crate) struct SegmentWriter {
 
 impl SegmentWriter {
     /// Creates a new segment file at `base_offset` holding `initial` (already
-    /// encoded, valid batches; usually empty), allocated for its first step
-    /// (see [`allocation_for`]); the mapping spans the whole configured
-    /// capacity. The file appears under its final name only once complete
-    /// and durable, replacing any segment of the same base.
+    /// encoded, valid batches; usually empty), preallocated to the
+    /// configured capacity. The file appears under its final name only once
+    /// complete and durable, replacing any segment of the same base.
     pub(crate) fn create(
         config: &SegmentConfig<'_>,
         base_offset: u64,
@@ -103,7 +88,6 @@ impl SegmentWriter {
         let path = segment_path(config.dir, base_offset, SegmentFile::Data);
         let end = (SEGMENT_HEADER_BYTES + initial.len()) as u64;
         let capacity = config.capacity_bytes.max(end);
-        let allocated = allocation_for(end, capacity);
         let file = replace_file(&path, Durability::Synced, |file, tmp| {
             let header = SegmentHeader {
                 base_offset,
@@ -114,7 +98,7 @@ impl SegmentWriter {
             head.extend_from_slice(initial);
             file.write_all_at(&head, 0)
                 .map_err(|e| Error::io("write segment header", tmp, e))?;
-            preallocate(file, tmp, allocated)?;
+            preallocate(file, tmp, capacity)?;
             index_file::remove(config.dir, base_offset)
         })?;
         let map = MappedFile::map(&file, &path, capacity, end)?;
@@ -141,12 +125,12 @@ impl SegmentWriter {
             index,
             builder,
         };
-        SegmentWriter::activate(config, base_offset, (file, allocated), map, tail)
+        SegmentWriter::activate(config, base_offset, file, map, tail)
     }
 
     /// Opens a segment found on disk as the active one. The file must be
-    /// valid up to `tail.end_position` and allocated (`fallocate`) up to its
-    /// length.
+    /// preallocated to the configured capacity and valid up to
+    /// `tail.end_position`.
     pub(crate) fn open_active(
         config: &SegmentConfig<'_>,
         base_offset: u64,
@@ -155,19 +139,18 @@ impl SegmentWriter {
     ) -> Result<(Arc<Segment>, SegmentWriter)> {
         let path = segment_path(config.dir, base_offset, SegmentFile::Data);
         let capacity = config.capacity_bytes.max(tail.end_position);
-        let allocated = file.metadata().map_err(|e| Error::io("stat segment", &path, e))?.len();
         let map = MappedFile::map(&file, &path, capacity, tail.end_position)?;
-        SegmentWriter::activate(config, base_offset, (file, allocated), map, tail)
+        SegmentWriter::activate(config, base_offset, file, map, tail)
     }
 
     fn activate(
         config: &SegmentConfig<'_>,
         base_offset: u64,
-        (file, allocated): (File, u64),
+        file: File,
         map: Arc<MappedFile>,
         tail: ActiveTail,
     ) -> Result<(Arc<Segment>, SegmentWriter)> {
-        let writer = map.writer(allocated).expect("a fresh mapping has no writer yet");
+        let writer = map.writer().expect("a fresh mapping has no writer yet");
         let slot = MapSlot::pinned(&file, map, config.cache)?;
         let segment = Segment::new(SegmentParts {
             base_offset,
@@ -216,29 +199,6 @@ impl SegmentWriter {
     /// Bytes left before the segment is full.
     pub(crate) fn remaining(&self) -> u64 {
         self.writer.mapping().len() - self.position
-    }
-
-    /// Bytes of the file allocated so far: writes and pre-faulting stay
-    /// below it.
-    pub(crate) fn allocated(&self) -> u64 {
-        self.writer.allocated()
-    }
-
-    /// Makes sure the next `bytes` bytes are allocated, extending the file
-    /// by the next step if not. The caller checked they fit the segment.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] if `fallocate` fails (a full disk): nothing was written.
-    pub(crate) fn reserve(&mut self, bytes: u64) -> Result<()> {
-        let needed = self.position + bytes;
-        if needed <= self.writer.allocated() {
-            return Ok(());
-        }
-        let target = allocation_for(needed, self.writer.mapping().len());
-        preallocate(&self.file, self.segment.path(), target)?;
-        self.writer.set_allocated(target);
-        Ok(())
     }
 
     /// Encodes `records` as one batch straight into the mapping, checksums it

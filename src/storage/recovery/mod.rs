@@ -36,7 +36,7 @@ use super::fs::{preallocate, sync_dir};
 use super::index_file;
 use super::mapping::MapCache;
 use super::segment::Segment;
-use super::segment_writer::{ActiveTail, SegmentConfig, SegmentWriter, allocation_for};
+use super::segment_writer::{ActiveTail, SegmentConfig, SegmentWriter};
 use crate::error::{Damage, Error, Result};
 use crate::format::SEGMENT_HEADER_BYTES;
 use crate::options::Options;
@@ -340,7 +340,7 @@ fn finish(
         });
     }
     let capacity = cx.options.segment_bytes.max(tail.end_position);
-    preallocate(&last.file, &last.path, allocation_for(tail.end_position, capacity))?;
+    preallocate(&last.file, &last.path, capacity)?;
     last.file
         .sync_data()
         .map_err(|e| Error::io("fsync segment", &last.path, e))?;
