@@ -86,6 +86,7 @@ mod error;
 mod format;
 mod listener;
 mod log;
+mod notifier;
 mod options;
 mod read;
 mod record;

@@ -21,9 +21,9 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, MappedMutexGuard, Mutex, MutexGuard};
 
-use self::tail::Tailers;
 pub use self::tail::{Tail, TailStop};
 use crate::error::{Error, Result};
+use crate::notifier::Notifier;
 use crate::options::{Options, SyncPolicy};
 use crate::read::{Batches, Iter};
 use crate::record::Record;
@@ -93,7 +93,8 @@ pub(crate) struct Shared {
     /// When the next interval sync is due, by the log's clock (ms);
     /// `i64::MAX` once an appender has woken the sync thread for it.
     interval_sync_due_ms: AtomicI64,
-    tailers: Tailers,
+    /// Wakes readers waiting for new records (`wait_for`, `tail`).
+    tailers: Notifier,
     prefaulter: Prefaulter,
     report: RecoveryReport,
     stop: (Mutex<bool>, Condvar),
@@ -232,7 +233,7 @@ impl Log {
             recovery_point: Mutex::new(recovered.durable),
             recovery_point_written_ms: AtomicI64::new(now_ms),
             interval_sync_due_ms: AtomicI64::new(i64::MAX),
-            tailers: Tailers::default(),
+            tailers: Notifier::default(),
             prefaulter,
             report,
             stop: (Mutex::new(false), Condvar::new()),

@@ -1,34 +1,13 @@
 //! Tailing: waiting until the log holds an offset.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-use parking_lot::{Condvar, Mutex};
 
 use super::{Log, Shared};
 use crate::error::Result;
 use crate::read::Iter;
 use crate::record::Record;
-
-/// Wakes tailers waiting in [`Log::wait_for`].
-#[derive(Default)]
-pub(super) struct Tailers {
-    lock: Mutex<()>,
-    appended: Condvar,
-    waiting: AtomicUsize,
-}
-
-impl Tailers {
-    /// Wakes waiting tailers; free when nobody waits.
-    #[inline(always)]
-    pub(super) fn notify(&self) {
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            let _guard = self.lock.lock();
-            self.appended.notify_all();
-        }
-    }
-}
 
 impl Log {
     /// A blocking iterator over the records from `from` on, that waits for
@@ -84,31 +63,15 @@ impl Shared {
         self.wait_for_unless(offset, timeout, &AtomicBool::new(false))
     }
 
-    /// [`Shared::wait_for`] that also ends, returning `false`, once `stop`
-    /// is set (by a [`TailStop`], which then wakes the waiters).
+    /// [`Shared::wait_for`] that also ends once `stop` is set (by a
+    /// [`TailStop`], which then wakes the waiters). Returns whether the log
+    /// holds `offset`.
     fn wait_for_unless(&self, offset: u64, timeout: Duration, stop: &AtomicBool) -> bool {
         let holds = || self.next_offset.load(Ordering::SeqCst) > offset;
-        if holds() {
-            return true;
-        }
         let deadline = Instant::now() + timeout;
-        let tailers = &self.tailers;
-        tailers.waiting.fetch_add(1, Ordering::SeqCst);
-        let mut guard = tailers.lock.lock();
-        let result = loop {
-            if holds() {
-                break true;
-            }
-            if stop.load(Ordering::SeqCst) {
-                break false;
-            }
-            if tailers.appended.wait_until(&mut guard, deadline).timed_out() {
-                break holds();
-            }
-        };
-        drop(guard);
-        tailers.waiting.fetch_sub(1, Ordering::SeqCst);
-        result
+        self.tailers
+            .wait_until(deadline, || holds() || stop.load(Ordering::SeqCst));
+        holds()
     }
 }
 
@@ -139,9 +102,7 @@ impl TailStop {
     /// Stops the tail and wakes it if it waits.
     pub fn stop(&self) {
         self.0.stopped.store(true, Ordering::SeqCst);
-        let tailers = &self.0.shared.tailers;
-        let _guard = tailers.lock.lock();
-        tailers.appended.notify_all();
+        self.0.shared.tailers.notify();
     }
 }
 

@@ -45,7 +45,6 @@ mod follow;
 mod leader;
 mod listener;
 mod messages;
-mod notifier;
 mod options;
 mod produce;
 mod replica;

@@ -11,12 +11,12 @@ use parking_lot::{Mutex, RwLock};
 
 use super::leader::LeaderState;
 use super::listener::ReplicaListener;
-use super::notifier::Notifier;
 use super::options::ReplicaOptions;
 use super::state_file::ReplicaState;
 use crate::error::{Error, Result};
 use crate::listener::LogListener;
 use crate::log::Log;
+use crate::notifier::Notifier;
 use crate::options::{Options, SyncPolicy};
 use crate::replica_id::ReplicaId;
 

@@ -1,14 +1,15 @@
-//! [`Notifier`]: one place where every waiter of a replica (an `Acks::All`
-//! producer, `wait_committed`, a long-polling fetch, a follower driver)
-//! sleeps until something changed.
+//! [`Notifier`]: where waiters sleep until something they watch changed:
+//! the log's tailers (`Log::wait_for`, `Log::tail`) and every waiter of a
+//! replica (an `Acks::All` producer, `wait_committed`, a long-polling
+//! fetch). Below both, so neither depends on the other.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-/// Wakes waiters when anything they may wait for changed: an append, a
-/// sync, the high watermark, a role, the in-sync set, a close.
+/// Wakes waiters when anything they may wait for changed (an append, a
+/// sync, the high watermark, a role, a close).
 ///
 /// Waiters' conditions read only atomics, never a lock of the replica or
 /// the log, so `notify` may be called with any lock held.
@@ -20,7 +21,9 @@ pub(crate) struct Notifier {
 }
 
 impl Notifier {
-    /// Wakes every waiter. Costs an atomic load when nobody waits.
+    /// Wakes every waiter. Costs an atomic load when nobody waits (it is on
+    /// the append path).
+    #[inline]
     pub(crate) fn notify(&self) {
         if self.waiters.load(Ordering::SeqCst) == 0 {
             return;
