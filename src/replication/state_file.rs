@@ -22,7 +22,7 @@ use std::path::Path;
 use crate::error::{Damage, Error, Result};
 use crate::format::{header, read_u64, write_u64};
 use crate::replica_id::ReplicaId;
-use crate::storage::fs::{Durability, read_if_exists, replace_file, write_chunks};
+use crate::storage::fs::{read_if_exists, replace_small_file};
 use crate::storage::layout;
 
 const MAGIC: [u8; 8] = *b"RPLGRPLC";
@@ -62,10 +62,7 @@ impl ReplicaState {
     /// Durably replaces the `replica` file in `dir`.
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
         let bytes = self.encode();
-        replace_file(&dir.join(layout::REPLICA), Durability::Synced, |file, path| {
-            write_chunks(file, path, &[&bytes])
-        })?;
-        Ok(())
+        replace_small_file(&dir.join(layout::REPLICA), &bytes)
     }
 
     /// Reads the `replica` file of `dir`: `Ok(None)` when there is none,

@@ -25,7 +25,7 @@
 use std::path::Path;
 
 use super::durability::LogPosition;
-use super::fs::{Durability, read_if_exists, replace_file, write_chunks};
+use super::fs::{read_if_exists, replace_small_file};
 use super::layout;
 use crate::error::{Damage, Error, Result};
 use crate::format::{header, read_u32, read_u64, write_u32, write_u64};
@@ -77,10 +77,7 @@ impl Checkpoint {
     /// Durably replaces the checkpoint file in `dir`.
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
         let bytes = self.encode();
-        replace_file(&dir.join(layout::CHECKPOINT), Durability::Synced, |file, path| {
-            write_chunks(file, path, &[&bytes])
-        })?;
-        Ok(())
+        replace_small_file(&dir.join(layout::CHECKPOINT), &bytes)
     }
 
     /// Reads the checkpoint of `dir`. `Ok(None)` when there is none;

@@ -29,7 +29,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::fs::{Durability, read_if_exists, replace_file, write_chunks};
+use super::fs::{read_if_exists, replace_small_file};
 use super::layout;
 use crate::error::{Damage, Error, Result};
 use crate::format::{header, read_u32, read_u64, write_u32, write_u64};
@@ -187,10 +187,7 @@ impl EpochHistory {
     /// Durably replaces the `epochs` file of `dir`.
     pub(crate) fn write(&self, dir: &Path, log_id: u64) -> Result<()> {
         let bytes = self.encode(log_id);
-        replace_file(&dir.join(layout::EPOCHS), Durability::Synced, |file, path| {
-            write_chunks(file, path, &[&bytes])
-        })?;
-        Ok(())
+        replace_small_file(&dir.join(layout::EPOCHS), &bytes)
     }
 
     /// Reads the `epochs` file of `dir`: `Ok(None)` if there is none,

@@ -108,6 +108,15 @@ pub(crate) fn write_chunks(file: &File, path: &Path, chunks: &[&[u8]]) -> Result
     Ok(())
 }
 
+/// Durably replaces the small file `path` with `bytes` ([`replace_file`],
+/// synced): the checkpoint, epoch history, options and replica files.
+pub(crate) fn replace_small_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(path, Durability::Synced, |file, path| {
+        write_chunks(file, path, &[bytes])
+    })?;
+    Ok(())
+}
+
 /// Reads a whole small file; `Ok(None)` if it does not exist.
 pub(crate) fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
     match fs::read(path) {

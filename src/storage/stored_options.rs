@@ -21,7 +21,7 @@
 
 use std::path::Path;
 
-use super::fs::{Durability, read_if_exists, replace_file, write_chunks};
+use super::fs::{read_if_exists, replace_small_file};
 use super::layout;
 use crate::error::{Damage, Error, Result};
 use crate::format::{header, read_u32, read_u64, write_u32, write_u64};
@@ -119,10 +119,7 @@ pub(crate) fn reconcile(dir: &Path, mut given: Options) -> Result<Reconciled> {
 /// choices.
 pub(crate) fn store(dir: &Path, options: &Options) -> Result<()> {
     let bytes = Stored::of(options).encode();
-    replace_file(&dir.join(layout::OPTIONS), Durability::Synced, |file, path| {
-        write_chunks(file, path, &[&bytes])
-    })?;
-    Ok(())
+    replace_small_file(&dir.join(layout::OPTIONS), &bytes)
 }
 
 #[cfg(test)]
