@@ -171,6 +171,54 @@ pub fn validate_batch(bytes: &[u8], expected_base: u64) -> Result<BatchHeader, D
     Ok(header)
 }
 
+/// Walks `bytes` as back-to-back batches, checking each in full
+/// ([`validate_batch`]), that each starts where the one before ended (the
+/// first at `first_base`, or where its own header says when `None`), and
+/// that epochs never go below `min_epoch` nor down from one batch to the
+/// next. Yields each batch's position in `bytes` and header, or the
+/// position and [`Damage`] of the first failure, after which it ends.
+pub(crate) fn checked_batches(
+    bytes: &[u8],
+    first_base: Option<u64>,
+    min_epoch: u64,
+) -> impl Iterator<Item = Result<(usize, BatchHeader), (usize, Damage)>> + '_ {
+    let mut position = 0usize;
+    let mut expected = first_base;
+    let mut last_epoch = min_epoch;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || position >= bytes.len() {
+            return None;
+        }
+        let rest = &bytes[position..];
+        let checked = expected
+            .map_or_else(|| BatchHeader::decode(rest).map(|h| h.base_offset), Ok)
+            .and_then(|base| validate_batch(rest, base))
+            .and_then(|header| {
+                if header.leader_epoch < last_epoch {
+                    return Err(Damage::EpochRegression {
+                        previous: last_epoch,
+                        found: header.leader_epoch,
+                    });
+                }
+                Ok(header)
+            });
+        match checked {
+            Ok(header) => {
+                let at = position;
+                last_epoch = header.leader_epoch;
+                expected = Some(header.next_offset());
+                position += header.batch_len as usize;
+                Some(Ok((at, header)))
+            }
+            Err(damage) => {
+                failed = true;
+                Some(Err((position, damage)))
+            }
+        }
+    })
+}
+
 /// The header of a batch of `records` (which must be non-empty and fit in a
 /// `u32` length; callers check both). `now_ms` stands in for missing timestamps.
 pub fn batch_header_for(records: &[NewRecord<'_>], base_offset: u64, leader_epoch: u64, now_ms: i64) -> BatchHeader {

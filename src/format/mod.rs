@@ -11,6 +11,7 @@ pub(crate) mod header;
 mod record;
 mod segment_header;
 
+pub(crate) use batch::checked_batches;
 pub use batch::{BatchHeader, batch_checksum, batch_header_for, encode_batch, encode_batch_to_vec, validate_batch};
 pub(crate) use record::RecordDecoder;
 pub use record::{NewRecord, RecordFields, decode_record};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{Log, Shared, Writer};
-use crate::error::{Damage, Error, Result};
+use crate::error::{Error, Result};
 use crate::format::{self, BATCH_HEADER_BYTES, BatchHeader, NewRecord};
 use crate::options::SyncPolicy;
 use crate::storage::durability::LogPosition;
@@ -191,24 +191,15 @@ impl Log {
 
     /// Validates every batch of `bytes` (see [`Log::append_encoded`]);
     /// returns their headers.
-    fn check_encoded(&self, bytes: &[u8], mut last_epoch: u64) -> Result<Vec<BatchHeader>> {
+    fn check_encoded(&self, bytes: &[u8], last_epoch: u64) -> Result<Vec<BatchHeader>> {
         let options = &self.shared.options;
         let record_max = options.record_bytes_max_value() as u64;
         let mut headers = Vec::new();
-        let mut position = 0usize;
-        let mut expected = self.next_offset();
-        while position < bytes.len() {
-            let invalid = |damage| Error::InvalidBatch {
+        for checked in format::checked_batches(bytes, Some(self.next_offset()), last_epoch) {
+            let (position, header) = checked.map_err(|(position, damage)| Error::InvalidBatch {
                 position: position as u64,
                 damage,
-            };
-            let header = format::validate_batch(&bytes[position..], expected).map_err(invalid)?;
-            if header.leader_epoch < last_epoch {
-                return Err(invalid(Damage::EpochRegression {
-                    previous: last_epoch,
-                    found: header.leader_epoch,
-                }));
-            }
+            })?;
             if header.batch_len as u64 > options.batch_bytes_max() {
                 return Err(Error::BatchTooLarge {
                     size_bytes: header.batch_len as u64,
@@ -217,6 +208,10 @@ impl Log {
             }
             let batch = &bytes[position..position + header.batch_len as usize];
             for record in format::RecordDecoder::new(batch, BATCH_HEADER_BYTES) {
+                let invalid = |damage| Error::InvalidBatch {
+                    position: position as u64,
+                    damage,
+                };
                 let size_bytes = record.map_err(invalid)?.to_new_record(batch).payload_bytes();
                 if size_bytes > record_max {
                     return Err(Error::RecordTooLarge {
@@ -225,9 +220,6 @@ impl Log {
                     });
                 }
             }
-            last_epoch = header.leader_epoch;
-            expected = header.next_offset();
-            position += header.batch_len as usize;
             headers.push(header);
         }
         Ok(headers)

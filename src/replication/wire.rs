@@ -29,7 +29,7 @@ use bytes::Bytes;
 
 use super::messages::{FetchRequest, FetchResponse};
 use crate::error::{Damage, Error, Result};
-use crate::format::{BatchHeader, header, read_u32, read_u64, validate_batch, write_u32, write_u64};
+use crate::format::{BatchHeader, checked_batches, header, read_u32, read_u64, write_u32, write_u64};
 use crate::replica_id::ReplicaId;
 
 const REQUEST_MAGIC: [u8; 8] = *b"RPLGFREQ";
@@ -224,26 +224,11 @@ fn decode_records(fields: [u64; RESPONSE_FIELDS], body: &[u8]) -> Result<FetchRe
 /// epochs; returns the first offset and one past the last (`(0, 0)` when
 /// empty).
 pub(crate) fn check_batches(body: &[u8]) -> Result<(u64, u64)> {
-    let mut position = 0usize;
     let mut range: Option<(u64, u64)> = None;
-    let mut last_epoch = 0;
-    while position < body.len() {
-        let at = invalid((RESPONSE_HEADER_BYTES + position) as u64);
-        let rest = &body[position..];
-        let expected = match range {
-            Some((_, next)) => next,
-            None => BatchHeader::decode(rest).map_err(at)?.base_offset,
-        };
-        let header = validate_batch(rest, expected).map_err(at)?;
-        if header.leader_epoch < last_epoch {
-            return Err(at(Damage::EpochRegression {
-                previous: last_epoch,
-                found: header.leader_epoch,
-            }));
-        }
-        last_epoch = header.leader_epoch;
+    for checked in checked_batches(body, None, 0) {
+        let (_, header) =
+            checked.map_err(|(position, damage)| invalid((RESPONSE_HEADER_BYTES + position) as u64)(damage))?;
         range = Some((range.map_or(header.base_offset, |r| r.0), header.next_offset()));
-        position += header.batch_len as usize;
     }
     Ok(range.unwrap_or((0, 0)))
 }
