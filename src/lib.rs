@@ -19,7 +19,8 @@
 //! # Defaults and platform
 //!
 //! `Options::default()` syncs every append (`SyncPolicy::Always`, with group
-//! commit), preallocates 256 MiB segment files, and runs a background
+//! commit), uses 256 MiB segment files (allocated in steps of 1 to 64 MiB
+//! ahead of the writer), and runs a background
 //! pre-fault thread per open log (and a sync thread under
 //! `SyncPolicy::Interval`); see [`Options`] for every default. One handle
 //! opens a directory at a time, across processes. Linux only (`fallocate`,

@@ -56,11 +56,11 @@ pub struct Retention {
 /// | option | default | what it means |
 /// |---|---|---|
 /// | [`sync`](Options::sync) | `SyncPolicy::Always` | an append returns once durable (group commit) |
-/// | [`segment_bytes`](Options::segment_bytes) | 256 MiB | each segment file is preallocated (`fallocate`) to this size when created |
+/// | [`segment_bytes`](Options::segment_bytes) | 256 MiB | size of a full segment; its file is allocated (`fallocate`) in steps of 1 to 64 MiB ahead of the writer |
 /// | [`index_interval_bytes`](Options::index_interval_bytes) | 4 KiB | one sparse index entry per this many bytes of batches |
 /// | [`record_bytes_max`](Options::record_bytes_max) | 1 MiB | largest key + value |
 /// | [`retention`](Options::retention) | none | nothing is deleted |
-/// | [`prefault_bytes`](Options::prefault_bytes) | 8 MiB | a background thread per log faults pages in this far ahead of the writer |
+/// | [`prefault_bytes`](Options::prefault_bytes) | 8 MiB | pages are faulted in up to this far ahead of the writer, in the background, as fast writers need |
 /// | [`mapped_segments_max`](Options::mapped_segments_max) | 1024 | sealed segments mapped at once |
 /// | [`clock`](Options::clock), [`listener`](Options::listener) | system clock, none | |
 ///
@@ -141,7 +141,9 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Size of each segment file, in bytes (preallocated up front).
+    /// Size of a full segment, in bytes (its file is allocated in steps
+    /// ahead of the writer). Stored with the log: when unset, a reopened
+    /// log keeps the size it was created with.
     /// Between [`SEGMENT_BYTES_MIN`] and [`SEGMENT_BYTES_MAX`].
     #[must_use]
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
@@ -190,8 +192,11 @@ impl Options {
         self
     }
 
-    /// How far ahead of the writer a background thread pre-faults pages of
-    /// the active segment (0 turns pre-faulting off).
+    /// The most pages of the active segment pre-faulted ahead of the writer
+    /// in the background, in bytes (0 turns pre-faulting off). The window
+    /// follows the write rate: it starts at 128 KiB (or this, if smaller),
+    /// doubles while the writer uses it up within 100 ms and halves while
+    /// it takes over a second, so idle logs hold few faulted pages.
     #[must_use]
     pub fn prefault_bytes(mut self, bytes: u64) -> Self {
         self.prefault_bytes = bytes;

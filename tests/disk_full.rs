@@ -1,4 +1,12 @@
-//! Disk-full behaviour with real processes, emulated with `RLIMIT_FSIZE`.
+//! Disk-full behaviour with real processes: a file system that is really
+//! full, and full disks emulated with `RLIMIT_FSIZE`.
+//!
+//! - A child runs on a 3 MiB tmpfs in a mount namespace of its own and
+//!   appends until the segment file's next allocation step fails with
+//!   `ENOSPC` (mmap invariant 5: nothing is written or pre-faulted past the
+//!   allocation, so a full disk is an error, never SIGBUS). The directory is
+//!   copied out before the namespace ends, and the parent reopens the copy
+//!   and checks every reported record.
 //!
 //! The test binary re-executes itself as a child (`common::child`) through
 //! `sh -c "trap '' XFSZ; ...; exec <test binary> ..."`, so the child ignores
@@ -7,14 +15,14 @@
 //!
 //! - To make the *second* segment fail while the first works, the child
 //!   lowers its own limit after opening the log (with `setrlimit`; `ulimit`
-//!   in the shell cannot do it, because opening the log already preallocates
-//!   a whole segment). It then appends until a roll fails, and checks that
+//!   in the shell cannot do it, because opening the log already sizes the
+//!   active segment's file to a whole segment). It then appends until a roll fails, and checks that
 //!   the error is `Error::Io`, nothing was appended, the log still reads,
 //!   further appends fail the same way (no panic, no SIGBUS), appends that
 //!   still fit succeed, and the log closes cleanly. The parent then reopens
 //!   the directory without the limit and checks every reported record.
 //! - With the limit set by `ulimit -f` before the child starts, opening a
-//!   log fails when it preallocates the active segment; the directory must
+//!   log fails when it sizes the active segment's file; the directory must
 //!   stay recoverable, after a clean close and after a crash.
 
 #![cfg(target_os = "linux")]
@@ -33,6 +41,12 @@ use common::{child, records};
 
 const APPEND_CHILD: &str = "disk_full_append_child";
 const OPEN_CHILD: &str = "disk_full_open_child";
+const STEP_CHILD: &str = "disk_full_step_child";
+/// Segment size of the step child: larger than several allocation steps.
+const STEP_SEGMENT_BYTES: u64 = 16 << 20;
+/// The size of the step child's file system: within its first segment,
+/// past its first allocation steps.
+const STEP_FS_BYTES: u64 = 3 << 20;
 const ENV_LIMIT: &str = "REPLOG_DISK_FULL_LIMIT_BYTES";
 
 const SEGMENT_BYTES: u64 = 64 << 10;
@@ -141,6 +155,24 @@ fn assert_holds(log: &Log, expected: &[Vec<u8>], context: &str) {
 }
 
 /// Asserts `result` is the `Error::Io` of a file grown past `RLIMIT_FSIZE`.
+fn assert_disk_full<T: std::fmt::Debug>(result: replog::Result<T>, what: &str) -> Error {
+    match result {
+        Err(error @ Error::Io { .. }) => {
+            let Error::Io { source, .. } = &error else {
+                unreachable!()
+            };
+            assert_eq!(
+                source.kind(),
+                ErrorKind::StorageFull,
+                "{what}: expected ENOSPC, got {error}"
+            );
+            error
+        }
+        Err(other) => panic!("{what}: expected Error::Io, got {other:?}"),
+        Ok(value) => panic!("{what}: expected Error::Io, got Ok({value:?})"),
+    }
+}
+
 fn assert_file_too_large<T: std::fmt::Debug>(result: replog::Result<T>, what: &str) -> Error {
     match result {
         Err(error @ Error::Io { .. }) => {
@@ -230,6 +262,74 @@ fn disk_full_append_child() {
     println!("CLOSED");
 }
 
+/// Child: runs on a file system of `STEP_FS_BYTES` (a tmpfs private to it)
+/// and opens a log of 16 MiB segments there, then appends until the append
+/// that needs the next allocation step of the segment file fails with
+/// `ENOSPC`. Prints `ACK <offset>` per record and `CLOSED`. The script
+/// around it copies the directory out before the file system goes away.
+#[test]
+fn disk_full_step_child() {
+    let Some(dir) = child::dir(STEP_CHILD) else {
+        return;
+    };
+    let log = Log::open(&dir, options().segment_bytes(STEP_SEGMENT_BYTES)).expect("open on the small file system");
+    // On a line of its own: the harness prints the test's name without one.
+    println!("\nOPEN");
+    let mut appended = 0u64;
+    let error = loop {
+        assert!(appended < 100_000, "appends never failed");
+        match log.append(big(appended)) {
+            Ok(got) => {
+                assert_eq!(got, appended);
+                println!("ACK {appended}");
+                appended += 1;
+            }
+            Err(error) => break error,
+        }
+    };
+    println!("ERROR {error}");
+    assert_disk_full::<()>(Err(error), "the append that needed the next allocation step");
+    assert!(
+        appended * one_record_batch(RECORD_BYTES) > STEP_FS_BYTES / 2,
+        "failed long before the file system was full"
+    );
+    assert_disk_full(log.append(big(appended)), "the next append");
+    let expected: Vec<Vec<u8>> = (0..appended).map(big).collect();
+    assert_holds(&log, &expected, "after the failed step");
+    log.close().expect("close on a full file system");
+    println!("CLOSED");
+}
+
+/// Issue 11: a segment file is allocated in steps ahead of the writer, so a
+/// full disk is the error of the append that needed the next step (not a
+/// SIGBUS, and not a failure at open of a whole segment's worth). Run on a
+/// real full file system: a tmpfs of `STEP_FS_BYTES`.
+#[test]
+fn append_fails_cleanly_when_the_next_allocation_step_fails() {
+    let mount = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size={STEP_FS_BYTES} tmpfs \"$REPLOG_CHILD_DIR\" || exit 98; \
+         \"$0\" \"$@\"; status=$?; cp -a \"$REPLOG_CHILD_DIR/.\" \"{}\" || exit 97; exit $status",
+        copy.path().display()
+    );
+    let mut process = child::spawn_in_mount_namespace(&script, STEP_CHILD, mount.path(), &[]);
+    let output = wait_for_child(&mut process);
+    let context = output.describe();
+    assert!(output.status.success(), "the child's checks failed: {context}");
+    assert!(output.stdout.contains("\nCLOSED\n"), "{context}");
+    let acked = output.stdout.lines().filter(|l| l.starts_with("ACK ")).count() as u64;
+    let log = Log::open(copy.path(), options()).unwrap();
+    let mut expected: Vec<Vec<u8>> = (0..acked).map(big).collect();
+    assert_holds(&log, &expected, "reopened on a disk with room");
+    for _ in 0..100 {
+        let offset = expected.len() as u64;
+        assert_eq!(log.append(big(offset)).unwrap(), offset);
+        expected.push(big(offset));
+    }
+    assert_holds(&log, &expected, "after appending again");
+}
+
 /// Child: started under `ulimit -f`, tries to open the log (twice), which
 /// must fail cleanly with `Error::Io`. Prints `LIMIT <bytes>`, then
 /// `OPEN FAILED <error>` per attempt, then `DONE`. Does nothing unless a
@@ -276,6 +376,11 @@ impl Output {
 fn run_child(test: &str, dir: &Path, ulimit_blocks: Option<u64>, envs: &[(&str, String)]) -> Output {
     let ulimit = ulimit_blocks.map_or(String::new(), |blocks| format!("ulimit -f {blocks} || exit 99; "));
     let mut process = child::spawn_through_shell(&format!("trap '' XFSZ; {ulimit}"), test, dir, envs);
+    wait_for_child(&mut process)
+}
+
+/// Collects a child's output; kills it after a minute.
+fn wait_for_child(process: &mut std::process::Child) -> Output {
     let stdout = child::read_to_end(process.stdout.take().unwrap());
     let stderr = child::read_to_end(process.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);

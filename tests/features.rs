@@ -597,3 +597,38 @@ fn a_log_remembers_its_shape() {
     );
     assert_eq!(log.next_offset(), 500);
 }
+
+/// Issue 11: a fresh log took 257 MB on disk until it was closed, as its
+/// whole 256 MiB active segment was preallocated. The file now grows in
+/// steps ahead of the writer (from 1 MiB): a log of ten records takes about
+/// a megabyte, open or closed.
+#[test]
+fn a_small_log_stays_small() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let disk_bytes = || -> u64 {
+        fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+            .sum()
+    };
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    for i in 0..10 {
+        log.append(format!("post {i}")).unwrap();
+    }
+    assert!(disk_bytes() < 2 << 20, "{} bytes on disk while open", disk_bytes());
+    // Growing past the first step extends the file, and only by a step.
+    let value = vec![7u8; 100_000];
+    for _ in 0..30 {
+        log.append(&value).unwrap();
+    }
+    let on_disk = disk_bytes();
+    assert!(
+        (3 << 20..16 << 20).contains(&on_disk),
+        "{on_disk} bytes on disk after 3 MB"
+    );
+    log.close().unwrap();
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(log.next_offset(), 40);
+    assert!(disk_bytes() < 16 << 20);
+}

@@ -11,9 +11,6 @@ use crate::options::SyncPolicy;
 use crate::storage::durability::LogPosition;
 use crate::storage::segment_writer::SegmentWriter;
 
-/// How far behind the write position write-back (under `SyncPolicy::Never`) stays.
-const WRITE_BACK_LAG_BYTES: u64 = 1 << 20;
-
 impl Log {
     /// Appends one record (no key, timestamped by the log's clock) and
     /// returns its offset. Durable when it returns under
@@ -33,8 +30,9 @@ impl Log {
     /// # Errors
     ///
     /// [`Error::RecordTooLarge`], [`Error::Poisoned`], [`Error::ReadOnly`],
-    /// [`Error::Io`] (for example a full disk when a new segment is
-    /// preallocated). On error nothing was appended.
+    /// [`Error::Io`] (for example a full disk when the next step of the
+    /// segment file or a new segment is allocated). On error nothing was
+    /// appended.
     pub fn append(&self, value: impl AsRef<[u8]>) -> Result<u64> {
         self.append_records(&[NewRecord::new(value.as_ref())])
     }
@@ -96,6 +94,7 @@ impl Log {
             if writer.active.remaining() < batch_bytes {
                 self.shared.roll(&mut writer)?;
             }
+            writer.active.reserve(batch_bytes)?;
             let epoch = self.shared.leader_epoch.load(Ordering::Relaxed);
             let base_offset = writer.active.next_offset();
             self.shared.note_epoch(&mut writer, epoch, base_offset)?;
@@ -170,6 +169,7 @@ impl Log {
             if writer.active.remaining() < run_bytes {
                 self.shared.roll(&mut writer)?;
             }
+            writer.active.reserve(run_bytes)?;
             for header in run {
                 self.shared
                     .note_epoch(&mut writer, header.leader_epoch, header.base_offset)?;
@@ -331,29 +331,6 @@ impl Shared {
     /// Raises the epoch stamped on new batches to at least `epoch`.
     fn raise_leader_epoch(&self, epoch: u64) {
         self.leader_epoch.fetch_max(epoch, Ordering::AcqRel);
-    }
-
-    /// Keeps pages ahead of the write position pre-faulted and, under
-    /// `SyncPolicy::Never`, pages behind it written back (see `background`).
-    pub(super) fn prefault_ahead(&self, writer: &mut Writer) {
-        let ahead = self.options.prefault_bytes;
-        let position = writer.active.position();
-        if ahead > 0 && position + ahead / 2 >= writer.prefault_requested_to {
-            writer.prefault_requested_to = position + ahead;
-            // Write-back trails the writer: it write-protects the pages it
-            // cleans, and the page being filled would then fault again.
-            let write_back_to = (self.options.sync == SyncPolicy::Never)
-                .then(|| position.saturating_sub(WRITE_BACK_LAG_BYTES) / 4096 * 4096);
-            self.prefaulter.request(writer.prefault_requested_to, write_back_to);
-        }
-    }
-
-    /// Points pre-faulting at the active segment after it changed.
-    pub(super) fn restart_prefault(&self, writer: &mut Writer) {
-        self.prefaulter
-            .retarget(Some(Arc::clone(writer.active.mapping())), writer.active.position());
-        writer.prefault_requested_to = 0;
-        self.prefault_ahead(writer);
     }
 
     /// Seals the active segment and starts a new one at the next offset.

@@ -9,6 +9,7 @@ mod append;
 mod durability;
 mod encoded;
 mod epoch;
+mod prefault;
 mod retention;
 mod rev;
 mod tail;
@@ -37,6 +38,7 @@ use crate::storage::recovery::{self, Access, RecoveryReport};
 use crate::storage::segment_set::{SegmentList, SegmentSet, find_segment};
 use crate::storage::segment_writer::{SegmentConfig, SegmentWriter};
 use crate::storage::stored_options;
+use prefault::PrefaultWindow;
 
 /// A segmented, memory-mapped, append-only log of records in one directory.
 ///
@@ -103,7 +105,7 @@ pub(crate) struct Shared {
 /// State only the (single) appender touches, under `Shared::writer`.
 struct Writer {
     active: SegmentWriter,
-    prefault_requested_to: u64,
+    prefault: PrefaultWindow,
     /// Reset generation of the segments (see `Log::reset`).
     generation: u64,
     /// The latest epoch in the epoch history, so an append checks whether
@@ -205,7 +207,7 @@ impl Log {
             prefaulter.retarget(Some(Arc::clone(active.mapping())), active.position());
             Writer {
                 active,
-                prefault_requested_to: 0,
+                prefault: PrefaultWindow::new(options.prefault_bytes),
                 generation: recovered.generation,
                 history_epoch: epochs.latest_epoch(),
             }

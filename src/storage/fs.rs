@@ -3,6 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::ErrorKind;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FallocateFlags;
@@ -17,25 +18,29 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
-/// Allocates disk blocks for `[0, len)` of `file`, growing it to `len`, so
-/// later writes through a mapping cannot fail for lack of space (a full disk
-/// is reported here, as an error, instead of as SIGBUS on a write). Falls
-/// back to writing zeros on file systems without `fallocate`.
-pub(crate) fn preallocate(file: &File, path: &Path, len: u64) -> Result<()> {
-    match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len) {
+/// Allocates disk blocks for `range` of `file`, growing the file to
+/// `range.end` if it is shorter, so later writes through a mapping into that
+/// range cannot fail for lack of space (a full disk is reported here, as an
+/// error, instead of as SIGBUS on a write). Falls back to writing zeros over
+/// the range on file systems without `fallocate`; the caller guarantees the
+/// range holds nothing yet.
+pub(crate) fn preallocate(file: &File, path: &Path, range: Range<u64>) -> Result<()> {
+    if range.is_empty() {
+        return Ok(());
+    }
+    match rustix::fs::fallocate(file, FallocateFlags::empty(), range.start, range.end - range.start) {
         Ok(()) => Ok(()),
-        Err(Errno::OPNOTSUPP) => write_zeros(file, path, len),
+        Err(Errno::OPNOTSUPP) => write_zeros(file, path, range),
         Err(e) => Err(Error::io("fallocate", path, e.into())),
     }
 }
 
-fn write_zeros(file: &File, path: &Path, len: u64) -> Result<()> {
+fn write_zeros(file: &File, path: &Path, range: Range<u64>) -> Result<()> {
     use std::os::unix::fs::FileExt;
-    let current = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
     let zeros = vec![0u8; 1 << 20];
-    let mut position = current;
-    while position < len {
-        let n = (len - position).min(zeros.len() as u64) as usize;
+    let mut position = range.start;
+    while position < range.end {
+        let n = (range.end - position).min(zeros.len() as u64) as usize;
         file.write_all_at(&zeros[..n], position)
             .map_err(|e| Error::io("preallocate (write zeros)", path, e))?;
         position += n as u64;

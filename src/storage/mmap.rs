@@ -28,9 +28,16 @@
 //!    so no access ever touches a page past the end of the file (which would
 //!    raise SIGBUS). Truncating the log never rewrites or shortens frozen
 //!    bytes: it starts a new segment file instead.
-//! 5. **No sparse pages.** Segment files are preallocated with `fallocate`
-//!    before they are mapped, so a write through the mapping never needs a
-//!    block allocation and cannot fault with SIGBUS on a full disk.
+//! 5. **No writes past the allocation.** A segment file is sized to its
+//!    whole mapping when created (so no page of the mapping lies past the
+//!    end of the file) but its blocks are allocated with `fallocate` in
+//!    steps ahead of the writer; past the allocated length it is sparse.
+//!    The [`MapWriter`] is told a new allocated length only after
+//!    `fallocate` returned, and its writes never reach past that length
+//!    (asserted); pre-faulting is likewise kept below it. So a write through
+//!    the mapping never needs a block allocation and cannot fault with
+//!    SIGBUS on a full disk: the full disk is the error of the `fallocate`
+//!    of the next step.
 
 use std::fs::File;
 use std::ops::Range;
@@ -86,12 +93,16 @@ impl MappedFile {
         }))
     }
 
-    /// The one writer of this mapping; `None` if it was handed out before.
-    pub(crate) fn writer(self: &Arc<Self>) -> Option<MapWriter> {
+    /// The one writer of this mapping, for a file allocated (`fallocate`)
+    /// up to `allocated` bytes; `None` if it was handed out before.
+    pub(crate) fn writer(self: &Arc<Self>, allocated: u64) -> Option<MapWriter> {
         if self.writer_taken.swap(true, Ordering::AcqRel) {
             return None;
         }
-        Some(MapWriter { map: Arc::clone(self) })
+        Some(MapWriter {
+            map: Arc::clone(self),
+            allocated: allocated.min(self.len()),
+        })
     }
 
     /// Length of the mapping in bytes.
@@ -210,9 +221,22 @@ impl AsRef<[u8]> for FrozenSlice {
 #[derive(Debug)]
 pub(crate) struct MapWriter {
     map: Arc<MappedFile>,
+    /// Bytes of the file known to be allocated: writes end at or below it
+    /// (invariant 5).
+    allocated: u64,
 }
 
 impl MapWriter {
+    /// Bytes of the file known to be allocated.
+    pub(crate) fn allocated(&self) -> u64 {
+        self.allocated
+    }
+
+    /// Records that the file is now allocated up to `len` bytes. Call only
+    /// after `fallocate` (or writing zeros) returned for that length.
+    pub(crate) fn set_allocated(&mut self, len: u64) {
+        self.allocated = self.allocated.max(len.min(self.map.len()));
+    }
     /// The mapping this writer writes to.
     pub(crate) fn mapping(&self) -> &Arc<MappedFile> {
         &self.map
@@ -227,9 +251,15 @@ impl MapWriter {
             "write at {position} into frozen bytes"
         );
         assert!(end <= self.map.len(), "write to {end} past the mapping");
+        assert!(
+            end <= self.allocated,
+            "write to {end} past the allocated {}",
+            self.allocated
+        );
         // SAFETY: the destination `position..end` is inside the mapping
         // (asserted) and at or past `frozen` (asserted), so no reader views it
         // (invariant 2) and no other writer exists (invariant 3; `&mut self`).
+        // It lies within the file's allocated length (asserted; invariant 5).
         // The source is a distinct Rust slice, so the ranges cannot overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(
@@ -298,8 +328,8 @@ mod tests {
     #[test]
     fn views_stop_at_the_frozen_prefix() {
         let (_dir, map) = mapped(8192);
-        let mut writer = map.writer().unwrap();
-        assert!(map.writer().is_none(), "only one writer");
+        let mut writer = map.writer(8192).unwrap();
+        assert!(map.writer(8192).is_none(), "only one writer");
         writer.write(0, b"hello");
         assert!(map.view(0..5).is_none(), "unfrozen bytes are invisible");
         assert_eq!(writer.unfrozen(0..5), b"hello");
@@ -315,10 +345,18 @@ mod tests {
     #[should_panic(expected = "into frozen bytes")]
     fn writing_frozen_bytes_is_refused() {
         let (_dir, map) = mapped(4096);
-        let mut writer = map.writer().unwrap();
+        let mut writer = map.writer(4096).unwrap();
         writer.write(0, b"ab");
         writer.freeze(2);
         writer.write(1, b"c");
+    }
+
+    #[test]
+    #[should_panic(expected = "past the allocated")]
+    fn writing_past_the_allocated_length_is_refused() {
+        let (_dir, map) = mapped(8192);
+        let mut writer = map.writer(4096).unwrap();
+        writer.write(4090, b"0123456789");
     }
 
     #[test]

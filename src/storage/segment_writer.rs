@@ -52,6 +52,37 @@ impl ActiveTail {
     }
 }
 
+/// The smallest step the file of the active segment grows by.
+const ALLOCATION_STEP_MIN_BYTES: u64 = 1 << 20;
+/// The largest step.
+const ALLOCATION_STEP_MAX_BYTES: u64 = 64 << 20;
+
+/// How far to allocate a segment file of `capacity` bytes whose data must
+/// reach `needed`: `needed` plus a step as large as what is there, between
+/// 1 MiB and 64 MiB, so a small log takes about a megabyte on disk and a
+/// busy one extends its file a few times per segment.
+pub(crate) fn allocation_for(needed: u64, capacity: u64) -> u64 {
+    let step = needed.clamp(ALLOCATION_STEP_MIN_BYTES, ALLOCATION_STEP_MAX_BYTES);
+    needed.saturating_add(step).min(capacity).max(needed)
+}
+
+/// Prepares the file of an active segment (mmap invariant 5): blocks
+/// allocated over `[0, allocated)`, and the file at least `capacity` bytes
+/// long (sparse past the allocation), so a mapping of `capacity` bytes
+/// lies inside the file.
+///
+/// # Errors
+///
+/// [`Error::Io`] if `fallocate` or the resize fails (a full disk).
+pub(crate) fn allocate_active(file: &File, path: &Path, allocated: u64, capacity: u64) -> Result<()> {
+    preallocate(file, path, 0..allocated)?;
+    let len = file.metadata().map_err(|e| Error::io("stat segment", path, e))?.len();
+    if len < capacity && std::env::var_os("NOSPARSE").is_none() {
+        file.set_len(capacity).map_err(|e| Error::io("size segment", path, e))?;
+    }
+    Ok(())
+}
+
 /// What every segment of one log shares.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentConfig<'a> {
@@ -62,6 +93,14 @@ pub(crate) struct SegmentConfig<'a> {
     pub cache: &'a Arc<MapCache>,
     /// Reset generation written into new segment headers.
     pub generation: u64,
+}
+
+impl SegmentConfig<'_> {
+    /// The mapping length of an active segment whose data reaches `end`:
+    /// the configured size, or more if the data already exceeds it.
+    pub(crate) fn capacity_for(&self, end: u64) -> u64 {
+        self.capacity_bytes.max(end)
+    }
 }
 
 /// The writing side of the active segment.
@@ -77,9 +116,10 @@ pub(crate) struct SegmentWriter {
 
 impl SegmentWriter {
     /// Creates a new segment file at `base_offset` holding `initial` (already
-    /// encoded, valid batches; usually empty), preallocated to the
-    /// configured capacity. The file appears under its final name only once
-    /// complete and durable, replacing any segment of the same base.
+    /// encoded, valid batches; usually empty), allocated for its first step
+    /// (see [`allocation_for`]); the mapping spans the whole configured
+    /// capacity. The file appears under its final name only once complete
+    /// and durable, replacing any segment of the same base.
     pub(crate) fn create(
         config: &SegmentConfig<'_>,
         base_offset: u64,
@@ -87,7 +127,8 @@ impl SegmentWriter {
     ) -> Result<(Arc<Segment>, SegmentWriter)> {
         let path = segment_path(config.dir, base_offset, SegmentFile::Data);
         let end = (SEGMENT_HEADER_BYTES + initial.len()) as u64;
-        let capacity = config.capacity_bytes.max(end);
+        let capacity = config.capacity_for(end);
+        let allocated = allocation_for(end, capacity);
         let file = replace_file(&path, Durability::Synced, |file, tmp| {
             let header = SegmentHeader {
                 base_offset,
@@ -98,7 +139,7 @@ impl SegmentWriter {
             head.extend_from_slice(initial);
             file.write_all_at(&head, 0)
                 .map_err(|e| Error::io("write segment header", tmp, e))?;
-            preallocate(file, tmp, capacity)?;
+            allocate_active(file, tmp, allocated, capacity)?;
             index_file::remove(config.dir, base_offset)
         })?;
         let map = MappedFile::map(&file, &path, capacity, end)?;
@@ -125,32 +166,32 @@ impl SegmentWriter {
             index,
             builder,
         };
-        SegmentWriter::activate(config, base_offset, file, map, tail)
+        SegmentWriter::activate(config, base_offset, (file, allocated), map, tail)
     }
 
     /// Opens a segment found on disk as the active one. The file must be
-    /// preallocated to the configured capacity and valid up to
-    /// `tail.end_position`.
+    /// valid up to `tail.end_position` and prepared by [`allocate_active`]
+    /// with `allocated` and [`SegmentConfig::capacity_for`].
     pub(crate) fn open_active(
         config: &SegmentConfig<'_>,
         base_offset: u64,
-        file: File,
+        (file, allocated): (File, u64),
         tail: ActiveTail,
     ) -> Result<(Arc<Segment>, SegmentWriter)> {
         let path = segment_path(config.dir, base_offset, SegmentFile::Data);
-        let capacity = config.capacity_bytes.max(tail.end_position);
+        let capacity = config.capacity_for(tail.end_position);
         let map = MappedFile::map(&file, &path, capacity, tail.end_position)?;
-        SegmentWriter::activate(config, base_offset, file, map, tail)
+        SegmentWriter::activate(config, base_offset, (file, allocated), map, tail)
     }
 
     fn activate(
         config: &SegmentConfig<'_>,
         base_offset: u64,
-        file: File,
+        (file, allocated): (File, u64),
         map: Arc<MappedFile>,
         tail: ActiveTail,
     ) -> Result<(Arc<Segment>, SegmentWriter)> {
-        let writer = map.writer().expect("a fresh mapping has no writer yet");
+        let writer = map.writer(allocated).expect("a fresh mapping has no writer yet");
         let slot = MapSlot::pinned(&file, map, config.cache)?;
         let segment = Segment::new(SegmentParts {
             base_offset,
@@ -199,6 +240,29 @@ impl SegmentWriter {
     /// Bytes left before the segment is full.
     pub(crate) fn remaining(&self) -> u64 {
         self.writer.mapping().len() - self.position
+    }
+
+    /// Bytes of the file allocated so far: writes and pre-faulting stay
+    /// below it.
+    pub(crate) fn allocated(&self) -> u64 {
+        self.writer.allocated()
+    }
+
+    /// Makes sure the next `bytes` bytes are allocated, extending the file
+    /// by the next step if not. The caller checked they fit the segment.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if `fallocate` fails (a full disk): nothing was written.
+    pub(crate) fn reserve(&mut self, bytes: u64) -> Result<()> {
+        let needed = self.position + bytes;
+        if needed <= self.writer.allocated() {
+            return Ok(());
+        }
+        let target = allocation_for(needed, self.writer.mapping().len());
+        preallocate(&self.file, self.segment.path(), self.writer.allocated()..target)?;
+        self.writer.set_allocated(target);
+        Ok(())
     }
 
     /// Encodes `records` as one batch straight into the mapping, checksums it

@@ -53,6 +53,19 @@ pub fn spawn_through_shell(setup: &str, test: &str, dir: &Path, envs: &[(&str, S
     start(shell, test, dir, envs)
 }
 
+/// Starts child test `test` in a new user and mount namespace (`unshare
+/// --user --map-root-user --mount`, which needs no privilege where
+/// unprivileged user namespaces are allowed), through `/bin/sh -c script`
+/// with this binary as `$0` and its arguments as `"$@"`, so the script can
+/// mount a file system private to the child before running it.
+pub fn spawn_in_mount_namespace(script: &str, test: &str, dir: &Path, envs: &[(&str, String)]) -> Child {
+    let mut command = Command::new("unshare");
+    command
+        .args(["--user", "--map-root-user", "--mount", "/bin/sh", "-c", script])
+        .arg(exe());
+    start(command, test, dir, envs)
+}
+
 /// Reads `output` (a child's stdout or stderr) to its end on a thread of
 /// its own; the thread returns the text (lossily decoded).
 pub fn read_to_end(mut output: impl Read + Send + 'static) -> JoinHandle<String> {

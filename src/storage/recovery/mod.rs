@@ -32,11 +32,11 @@ use self::tail::{
 };
 use super::checkpoint::Checkpoint;
 use super::durability::LogPosition;
-use super::fs::{preallocate, sync_dir};
+use super::fs::sync_dir;
 use super::index_file;
 use super::mapping::MapCache;
 use super::segment::Segment;
-use super::segment_writer::{ActiveTail, SegmentConfig, SegmentWriter};
+use super::segment_writer::{ActiveTail, SegmentConfig, SegmentWriter, allocate_active, allocation_for};
 use crate::error::{Damage, Error, Result};
 use crate::format::SEGMENT_HEADER_BYTES;
 use crate::options::Options;
@@ -339,14 +339,15 @@ fn finish(
             report,
         });
     }
-    let capacity = cx.options.segment_bytes.max(tail.end_position);
-    preallocate(&last.file, &last.path, capacity)?;
+    let config = segment_config(cx, log_id, generation);
+    let capacity = config.capacity_for(tail.end_position);
+    let allocated = allocation_for(tail.end_position, capacity);
+    allocate_active(&last.file, &last.path, allocated, capacity)?;
     last.file
         .sync_data()
         .map_err(|e| Error::io("fsync segment", &last.path, e))?;
     sync_dir(cx.dir)?;
-    let (active, writer) =
-        SegmentWriter::open_active(&segment_config(cx, log_id, generation), last.base, last.file, tail)?;
+    let (active, writer) = SegmentWriter::open_active(&config, last.base, (last.file, allocated), tail)?;
     segments.push(active);
     write_open_checkpoint(cx.dir, durable, leader_epoch, log_id)?;
     Ok(Recovered {

@@ -1,0 +1,103 @@
+//! Keeping the background pre-fault work just ahead of the writer: how far
+//! ahead (a window that follows the write rate), allocating the segment
+//! file ahead of it, and write-back behind the writer under
+//! `SyncPolicy::Never`.
+//!
+//! The window starts small and doubles while the writer uses it up quickly,
+//! up to `Options::prefault_bytes`, and halves while it does not. So a log
+//! appended to at gigabytes per second finds its pages faulted in, while a
+//! thousand logs with a trickle of appends each hold a few hundred
+//! kilobytes of faulted pages apiece, not `prefault_bytes`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Shared, Writer};
+use crate::options::SyncPolicy;
+
+/// How far behind the write position write-back (under `SyncPolicy::Never`) stays.
+const WRITE_BACK_LAG_BYTES: u64 = 1 << 20;
+/// The smallest pre-fault window.
+const WINDOW_MIN_BYTES: u64 = 128 << 10;
+/// A writer that crosses half its window sooner than this after the last
+/// request gets a window twice as large.
+const GROW_WITHIN: Duration = Duration::from_millis(100);
+/// One that takes longer than this gets a window half as large.
+const SHRINK_AFTER: Duration = Duration::from_secs(1);
+
+/// The pre-fault window of one log's writer.
+#[derive(Debug)]
+pub(super) struct PrefaultWindow {
+    /// Pre-faulting was requested up to this position of the active segment.
+    requested_to: u64,
+    bytes: u64,
+    requested_at: Option<Instant>,
+}
+
+impl PrefaultWindow {
+    /// A window of the smallest size (or `max_bytes`, if smaller).
+    pub(super) fn new(max_bytes: u64) -> PrefaultWindow {
+        PrefaultWindow {
+            requested_to: 0,
+            bytes: WINDOW_MIN_BYTES.min(max_bytes),
+            requested_at: None,
+        }
+    }
+
+    /// Whether the writer at `position` has used up half the window.
+    fn due(&self, position: u64) -> bool {
+        position + self.bytes / 2 >= self.requested_to
+    }
+
+    /// Sizes the window by how fast the writer used up the last one.
+    fn adapt(&mut self, max_bytes: u64) {
+        let now = Instant::now();
+        if let Some(elapsed) = self.requested_at.map(|at| now.duration_since(at)) {
+            if elapsed < GROW_WITHIN {
+                self.bytes = (self.bytes * 2).min(max_bytes);
+            } else if elapsed > SHRINK_AFTER {
+                self.bytes = (self.bytes / 2).max(WINDOW_MIN_BYTES.min(max_bytes));
+            }
+        }
+        self.requested_at = Some(now);
+    }
+}
+
+impl Shared {
+    /// Keeps pages ahead of the write position allocated and pre-faulted
+    /// and, under `SyncPolicy::Never`, pages behind it written back (see
+    /// `storage::background`). Cheap unless half the window is used up.
+    pub(super) fn prefault_ahead(&self, writer: &mut Writer) {
+        let max_bytes = self.options.prefault_bytes;
+        let position = writer.active.position();
+        if max_bytes == 0 || !writer.prefault.due(position) {
+            return;
+        }
+        writer.prefault.adapt(max_bytes);
+        let wanted = position + writer.prefault.bytes.min(writer.active.remaining());
+        if wanted > writer.active.allocated() {
+            // Allocating here, ahead of the writer, lets pre-faulting run
+            // ahead too (it stays below the allocated length). Best effort:
+            // on a full disk the append that needs the space reports it.
+            let _ = writer.active.reserve(wanted - position);
+        }
+        let target = wanted.min(writer.active.allocated());
+        if target <= writer.prefault.requested_to {
+            return;
+        }
+        writer.prefault.requested_to = target;
+        // Write-back trails the writer: it write-protects the pages it
+        // cleans, and the page being filled would then fault again.
+        let write_back_to = (self.options.sync == SyncPolicy::Never)
+            .then(|| position.saturating_sub(WRITE_BACK_LAG_BYTES) / 4096 * 4096);
+        self.prefaulter.request(target, write_back_to);
+    }
+
+    /// Points pre-faulting at the active segment after it changed.
+    pub(super) fn restart_prefault(&self, writer: &mut Writer) {
+        self.prefaulter
+            .retarget(Some(Arc::clone(writer.active.mapping())), writer.active.position());
+        writer.prefault.requested_to = 0;
+        self.prefault_ahead(writer);
+    }
+}
