@@ -142,7 +142,7 @@ impl Log {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidBatch`] with the [`Damage`] found
+    /// [`Error::InvalidBatch`] with the [`Damage`](crate::Damage) found
     /// ([`Damage::UnexpectedOffset`] for a batch that does not continue the
     /// log, [`Damage::EpochRegression`], [`Damage::ChecksumMismatch`],
     /// [`Damage::Truncated`], ...); [`Error::RecordTooLarge`],
