@@ -143,7 +143,7 @@ impl Log {
     /// # Errors
     ///
     /// [`Error::InvalidBatch`] with the [`Damage`](crate::Damage) found
-    /// ([`Damage::UnexpectedOffset`] for a batch that does not continue the
+    /// ([`Damage::UnexpectedOffset`](crate::Damage::UnexpectedOffset) for a batch that does not continue the
     /// log, [`Damage::EpochRegression`], [`Damage::ChecksumMismatch`],
     /// [`Damage::Truncated`], ...); [`Error::RecordTooLarge`],
     /// [`Error::BatchTooLarge`], [`Error::EmptyBatch`] for empty input: all
