@@ -144,8 +144,8 @@ impl Log {
     ///
     /// [`Error::InvalidBatch`] with the [`Damage`](crate::Damage) found
     /// ([`Damage::UnexpectedOffset`](crate::Damage::UnexpectedOffset) for a batch that does not continue the
-    /// log, [`Damage::EpochRegression`], [`Damage::ChecksumMismatch`],
-    /// [`Damage::Truncated`], ...); [`Error::RecordTooLarge`],
+    /// log, [`Damage::EpochRegression`](crate::Damage::EpochRegression), [`Damage::ChecksumMismatch`](crate::Damage::ChecksumMismatch),
+    /// [`Damage::Truncated`](crate::Damage::Truncated), ...); [`Error::RecordTooLarge`],
     /// [`Error::BatchTooLarge`], [`Error::EmptyBatch`] for empty input: all
     /// found before anything is written, so nothing was appended. And as
     /// [`Log::append`]: an I/O error while rolling to a new segment midway
