@@ -1,4 +1,4 @@
-//! replog-openraft: [replog](replog) as the log storage of
+//! replog-openraft: [replog] as the log storage of
 //! [openraft](openraft) 0.9 (`storage-v2`).
 //!
 //! [`LogStore`] implements openraft's `RaftLogStorage` on a replog
