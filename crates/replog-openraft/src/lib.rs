@@ -1,5 +1,5 @@
 //! replog-openraft: [replog] as the log storage of
-//! [openraft](openraft) 0.9 (`storage-v2`).
+//! [openraft] 0.9 (`storage-v2`).
 //!
 //! [`LogStore`] implements openraft's `RaftLogStorage` on a replog
 //! [`Log`](replog::Log): one entry per record (postcard-encoded), Raft log
