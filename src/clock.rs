@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// # Threading
 ///
 /// Called from any thread that appends, syncs or enforces retention, and
-/// from the log's interval-sync thread, with the log's internal locks held:
+/// from the background pool's interval sync, with the log's internal locks held:
 /// it must not call back into the log.
 ///
 /// ```

@@ -20,9 +20,12 @@
 //!
 //! `Options::default()` syncs every append (`SyncPolicy::Always`, with group
 //! commit), uses 256 MiB segment files (allocated in steps of 1 to 64 MiB
-//! ahead of the writer), and runs a background
-//! pre-fault thread per open log (and a sync thread under
-//! `SyncPolicy::Interval`); see [`Options`] for every default. One handle
+//! ahead of the writer, so a log of ten records takes about a megabyte of
+//! disk), and pre-faults pages ahead of the writer in the background; see
+//! [`Options`] for every default. Background work (pre-faulting,
+//! write-back, interval syncs) of every open log runs on one pool per
+//! process, of as many threads as CPUs, between 2 and 8: a thousand open
+//! logs cost no more threads than one. One handle
 //! opens a directory at a time, across processes. Linux only (`fallocate`,
 //! `madvise`, `fcntl` locks); the minimum Rust version is 1.89.
 //!

@@ -19,7 +19,7 @@ use std::fmt;
 /// | `post_roll` | the appending thread | the writer lock |
 /// | `post_truncate` | the thread in `truncate` or `reset` | the writer lock |
 /// | `post_delete_segments` | the thread enforcing retention or `delete_before` (an appender, at a roll) | the writer lock |
-/// | `post_durable` | the thread whose sync completed (an appender, a caller of `sync`, or the interval-sync thread) | the durability lock |
+/// | `post_durable` | the thread whose sync completed (an appender, a caller of `sync`, or a background pool thread running an interval sync) | the durability lock |
 ///
 /// A listener must return quickly and must not call back into the log's
 /// writing path (`append*`, `sync`, `truncate`, `reset`, `delete_before`,

@@ -31,9 +31,11 @@ pub enum SyncPolicy {
     /// Every append is durable when it returns. Concurrent appenders share
     /// one sync (group commit).
     Always,
-    /// A background thread syncs at this interval, measured by the log's
+    /// The background pool syncs at this interval, measured by the log's
     /// [`Clock`] (an append that finds a sync due by the clock wakes it);
-    /// appends do not wait.
+    /// appends do not wait. The pool is shared by every log of the process:
+    /// with many logs syncing on short intervals, a sync may start late
+    /// while the pool's threads sync other logs.
     Interval(Duration),
 }
 
@@ -64,9 +66,11 @@ pub struct Retention {
 /// | [`mapped_segments_max`](Options::mapped_segments_max) | 1024 | sealed segments mapped at once |
 /// | [`clock`](Options::clock), [`listener`](Options::listener) | system clock, none | |
 ///
-/// Each open log also runs a sync thread under `SyncPolicy::Interval`. A
-/// directory is opened by one handle at a time (a lock file, across
-/// processes). Linux only.
+/// Background work (pre-faulting, write-back behind the writer under
+/// `SyncPolicy::Never`, interval syncs) runs on one pool of threads shared
+/// by every log of the process: as many threads as CPUs, at least 2 and at
+/// most 8, started as needed. A directory is opened by one handle at a time
+/// (a lock file, across processes). Linux only.
 ///
 /// ```
 /// use replog::{Options, SyncPolicy};

@@ -1,16 +1,16 @@
 //! Syncs from the log's side: waiting for durability (group commit lives in
-//! `storage::durability`), what a flush covers, the interval-sync thread,
+//! `storage::durability`), what a flush covers, the interval sync,
 //! and the cadence at which the durable point is written to the checkpoint
 //! as the recovery point.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use super::{Log, Shared};
 use crate::error::{Error, Result};
 use crate::storage::durability::LogPosition;
+use crate::storage::pool::{Task, TaskHandle};
 use crate::storage::recovery::write_open_checkpoint;
 
 /// Least time between two recovery-point writes from the sync path.
@@ -37,58 +37,76 @@ impl Log {
     }
 }
 
-/// Starts the thread that syncs every `period` under `SyncPolicy::Interval`.
+/// The interval sync of one log under `SyncPolicy::Interval`, run by the
+/// process's background pool.
 ///
-/// Periods are measured by the log's clock: the thread wakes every `period`
-/// of real time (and whenever an append finds a sync due by the clock) and
+/// Periods are measured by the log's clock: the task runs every `period` of
+/// real time (and whenever an append finds a sync due by the clock) and
 /// syncs if the clock says a period has passed since the last sync. With a
 /// virtual clock that does not advance, no interval sync happens.
-pub(super) fn spawn_interval_sync(shared: Arc<Shared>, period: Duration) -> Result<JoinHandle<()>> {
-    let dir = shared.dir.clone();
-    // The period starts now, not when the thread first runs: on a loaded
-    // machine that can be after the clock moved, and the first sync would
-    // then wait for the clock to move again.
-    let started_ms = shared.options.now_ms();
-    std::thread::Builder::new()
-        .name("replog-sync".into())
-        .spawn(move || interval_sync(&shared, period, started_ms))
-        .map_err(|e| Error::io("spawn sync thread", dir, e))
+pub(super) struct IntervalSync {
+    /// Weak: the pool must not keep a dropped log alive.
+    shared: Weak<Shared>,
+    period: Duration,
+    period_ms: i64,
+    last_sync_ms: AtomicI64,
 }
 
-fn interval_sync(shared: &Shared, period: Duration, started_ms: i64) {
-    let period_ms = period.as_millis().min(i64::MAX as u128) as i64;
-    let (stop, wake) = &shared.stop;
-    let mut stopped = stop.lock();
-    let mut last_sync_ms = started_ms;
-    shared
-        .interval_sync_due_ms
-        .store(last_sync_ms.saturating_add(period_ms), Ordering::Release);
-    while !*stopped {
-        wake.wait_for(&mut stopped, period);
-        let now_ms = shared.options.now_ms();
-        // One millisecond of slack: a wait of exactly one period can read
-        // as one millisecond less on a millisecond clock.
-        let due = now_ms.saturating_sub(last_sync_ms).saturating_add(1) >= period_ms;
-        if *stopped || shared.group.is_poisoned() || !due {
-            continue;
-        }
-        drop(stopped);
-        last_sync_ms = now_ms;
+impl IntervalSync {
+    /// Registers the interval sync of `shared` with the pool; it first runs
+    /// one period from now.
+    pub(super) fn start(shared: &Arc<Shared>, period: Duration) -> Result<TaskHandle> {
+        let period_ms = period.as_millis().min(i64::MAX as u128) as i64;
+        // The period starts now, not when the task first runs: on a loaded
+        // machine that can be after the clock moved, and the first sync would
+        // then wait for the clock to move again.
+        let started_ms = shared.options.now_ms();
         shared
             .interval_sync_due_ms
-            .store(now_ms.saturating_add(period_ms), Ordering::Release);
+            .store(started_ms.saturating_add(period_ms), Ordering::Release);
+        let task = Arc::new(IntervalSync {
+            shared: Arc::downgrade(shared),
+            period,
+            period_ms,
+            last_sync_ms: AtomicI64::new(started_ms),
+        });
+        let handle = TaskHandle::register(task, &shared.dir)?;
+        handle.wake_at(Instant::now() + period);
+        Ok(handle)
+    }
+}
+
+impl Task for IntervalSync {
+    fn run(&self) -> Option<Instant> {
+        let shared = self.shared.upgrade()?;
+        if shared.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let next = Instant::now() + self.period;
+        let now_ms = shared.options.now_ms();
+        let last_sync_ms = self.last_sync_ms.load(Ordering::Relaxed);
+        // One millisecond of slack: a wait of exactly one period can read
+        // as one millisecond less on a millisecond clock.
+        let due = now_ms.saturating_sub(last_sync_ms).saturating_add(1) >= self.period_ms;
+        if shared.group.is_poisoned() || !due {
+            return Some(next);
+        }
+        self.last_sync_ms.store(now_ms, Ordering::Relaxed);
+        shared
+            .interval_sync_due_ms
+            .store(now_ms.saturating_add(self.period_ms), Ordering::Release);
         if shared.wait_durable_for_end().is_ok() {
             let _ = shared.advance_recovery_point(now_ms);
         }
-        stopped = stop.lock();
+        Some(next)
     }
 }
 
 impl Shared {
-    /// Wakes the interval-sync thread if, by the clock, a sync is due and
-    /// data is waiting (so a virtual clock drives syncs too). Wakes it once
-    /// per period at most: the first appender to see the sync due claims
-    /// the wake-up, and the thread sets the next due time when it syncs.
+    /// Wakes the interval sync if, by the clock, a sync is due and data is
+    /// waiting (so a virtual clock drives syncs too). Wakes it once per
+    /// period at most: the first appender to see the sync due claims the
+    /// wake-up, and the task sets the next due time when it syncs.
     pub(super) fn nudge_interval_sync(&self, now_ms: i64) {
         let due_ms = self.interval_sync_due_ms.load(Ordering::Acquire);
         if now_ms < due_ms || self.group.durable_offset() >= self.next_offset.load(Ordering::Relaxed) {
@@ -97,9 +115,10 @@ impl Shared {
         let claimed = self
             .interval_sync_due_ms
             .compare_exchange(due_ms, i64::MAX, Ordering::AcqRel, Ordering::Relaxed);
-        if claimed.is_ok() {
-            let _guard = self.stop.0.lock();
-            self.stop.1.notify_all();
+        if claimed.is_ok()
+            && let Some(task) = self.interval_sync.get()
+        {
+            task.wake();
         }
     }
 

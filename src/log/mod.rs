@@ -16,11 +16,10 @@ mod tail;
 mod truncate;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::{Arc, OnceLock};
 
-use parking_lot::{Condvar, MappedMutexGuard, Mutex, MutexGuard};
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 
 pub use self::tail::{Tail, TailStop};
 use crate::error::{Error, Result};
@@ -34,10 +33,12 @@ use crate::storage::durability::{GroupCommit, LogPosition};
 use crate::storage::epochs::{EpochHistory, StoredEpochs};
 use crate::storage::lock::{DirLock, LockMode};
 use crate::storage::mapping::MapCache;
+use crate::storage::pool::TaskHandle;
 use crate::storage::recovery::{self, Access, RecoveryReport};
 use crate::storage::segment_set::{SegmentList, SegmentSet, find_segment};
 use crate::storage::segment_writer::{SegmentConfig, SegmentWriter};
 use crate::storage::stored_options;
+use durability::IntervalSync;
 use prefault::PrefaultWindow;
 
 /// A segmented, memory-mapped, append-only log of records in one directory.
@@ -59,7 +60,6 @@ use prefault::PrefaultWindow;
 /// ```
 pub struct Log {
     shared: Arc<Shared>,
-    interval_sync: Mutex<Option<JoinHandle<()>>>,
 }
 
 pub(crate) struct Shared {
@@ -93,13 +93,14 @@ pub(crate) struct Shared {
     /// When `recovery_point` was last written, by the log's clock (ms).
     recovery_point_written_ms: AtomicI64,
     /// When the next interval sync is due, by the log's clock (ms);
-    /// `i64::MAX` once an appender has woken the sync thread for it.
+    /// `i64::MAX` once an appender has woken the interval sync for it.
     interval_sync_due_ms: AtomicI64,
     /// Wakes readers waiting for new records (`wait_for`, `tail`).
     tailers: Notifier,
     prefaulter: Prefaulter,
+    /// The interval sync's task in the pool, under `SyncPolicy::Interval`.
+    interval_sync: OnceLock<TaskHandle>,
     report: RecoveryReport,
-    stop: (Mutex<bool>, Condvar),
 }
 
 /// State only the (single) appender touches, under `Shared::writer`.
@@ -203,14 +204,11 @@ impl Log {
         let (epochs, rebuilt) = epoch::load_history(dir, &epochs_file, recovered.log_id, &segments, access)?;
         report.epochs_rebuilt = rebuilt;
         let prefaulter = Prefaulter::start(options.prefault_bytes > 0 && recovered.writer.is_some(), dir)?;
-        let writer = recovered.writer.map(|active| {
-            prefaulter.retarget(Some(Arc::clone(active.mapping())), active.position());
-            Writer {
-                active,
-                prefault: PrefaultWindow::new(options.prefault_bytes),
-                generation: recovered.generation,
-                history_epoch: epochs.latest_epoch(),
-            }
+        let writer = recovered.writer.map(|active| Writer {
+            active,
+            prefault: PrefaultWindow::new(options.prefault_bytes),
+            generation: recovered.generation,
+            history_epoch: epochs.latest_epoch(),
         });
         let sync_policy = options.sync;
         let now_ms = options.now_ms();
@@ -237,21 +235,18 @@ impl Log {
             interval_sync_due_ms: AtomicI64::new(i64::MAX),
             tailers: Notifier::default(),
             prefaulter,
+            interval_sync: OnceLock::new(),
             report,
-            stop: (Mutex::new(false), Condvar::new()),
         });
-        let interval_sync = match sync_policy {
-            SyncPolicy::Interval(period) if !read_only => {
-                Some(durability::spawn_interval_sync(Arc::clone(&shared), period)?)
-            }
-            _ => None,
-        };
-        let log = Log {
-            shared,
-            interval_sync: Mutex::new(interval_sync),
-        };
+        if let SyncPolicy::Interval(period) = sync_policy
+            && !read_only
+        {
+            let task = IntervalSync::start(&shared, period)?;
+            let _ = shared.interval_sync.set(task);
+        }
+        let log = Log { shared };
         if let Some(writer) = log.shared.writer.lock().as_mut() {
-            log.shared.prefault_ahead(writer);
+            log.shared.restart_prefault(writer);
         }
         Ok(log)
     }
@@ -455,11 +450,11 @@ impl Log {
         self.shared.closed.load(Ordering::SeqCst)
     }
 
+    /// Waits for a running interval sync to end; later runs see the log
+    /// closed and stop.
     fn stop_background(&self) {
-        *self.shared.stop.0.lock() = true;
-        self.shared.stop.1.notify_all();
-        if let Some(thread) = self.interval_sync.lock().take() {
-            let _ = thread.join();
+        if let Some(task) = self.shared.interval_sync.get() {
+            task.cancel();
         }
     }
 

@@ -1,5 +1,5 @@
-//! The active segment's background thread, working on both sides of the
-//! writer:
+//! The active segment's background work, run by the process's shared pool
+//! (`storage::pool`) on both sides of the writer:
 //!
 //! - **Pre-faulting ahead**: it keeps the pages just past the write position
 //!   faulted in and writable (`MADV_POPULATE_WRITE`), so appends copy into
@@ -12,12 +12,13 @@
 //!   sync the log itself makes counts for that.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
 use super::mmap::MappedFile;
-use crate::error::{Error, Result};
+use super::pool::{Task, TaskHandle};
+use crate::error::Result;
 
 /// Bytes populated per `madvise` call, so a retarget never waits long.
 const CHUNK_BYTES: u64 = 1 << 20;
@@ -44,51 +45,47 @@ struct Shared {
     changed: Condvar,
 }
 
-/// Handle on the pre-fault thread of one log.
+/// Handle on the pre-fault work of one log.
 #[derive(Debug)]
 pub(crate) struct Prefaulter {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    task: Option<TaskHandle>,
 }
 
 impl Prefaulter {
-    /// Starts the thread (none when `enabled` is false).
+    /// Registers the work with the pool (nothing when `enabled` is false).
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the thread cannot be spawned.
+    /// [`Error::Io`](crate::Error::Io) if the pool has no thread and cannot
+    /// start one.
     pub(crate) fn start(enabled: bool, dir: &std::path::Path) -> Result<Prefaulter> {
         let shared = Arc::new(Shared::default());
-        let thread = enabled
-            .then(|| {
-                let shared = Arc::clone(&shared);
-                std::thread::Builder::new()
-                    .name("replog-prefault".into())
-                    .spawn(move || run(&shared))
-                    .map_err(|e| Error::io("spawn pre-fault thread", dir, e))
-            })
+        let task = enabled
+            .then(|| TaskHandle::register(Arc::clone(&shared) as Arc<dyn Task>, dir))
             .transpose()?;
-        Ok(Prefaulter { shared, thread })
+        Ok(Prefaulter { shared, task })
     }
 
     /// Asks for `[.., populate_to)` of the current target to be populated
     /// and, if given, its frozen bytes below `write_back_to` written back.
     pub(crate) fn request(&self, populate_to: u64, write_back_to: Option<u64>) {
-        if self.thread.is_none() {
+        let Some(task) = &self.task else {
             return;
-        }
+        };
         let mut state = self.shared.state.lock();
         let mut raised = raise(&mut state.wanted_to, populate_to);
         if let Some(upto) = write_back_to {
             raised |= raise(&mut state.write_back_wanted_to, upto);
         }
+        drop(state);
         if raised {
-            self.shared.changed.notify_all();
+            task.wake();
         }
     }
 
     /// Switches to a new mapping (or to none), starting at `from`. Returns
-    /// once the thread no longer touches the previous mapping, so it may be
+    /// once no pool thread touches the previous mapping, so it may be
     /// trimmed.
     pub(crate) fn retarget(&self, target: Option<Arc<MappedFile>>, from: u64) {
         let mut state = self.shared.state.lock();
@@ -103,13 +100,14 @@ impl Prefaulter {
         self.shared.changed.notify_all();
     }
 
-    /// Stops and joins the thread.
+    /// Stops the work: returns once no pool thread runs it, and drops the
+    /// mapping it held.
     pub(crate) fn stop(&mut self) {
         self.shared.state.lock().stop = true;
-        self.shared.changed.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(task) = self.task.take() {
+            task.cancel();
         }
+        self.shared.state.lock().target = None;
     }
 }
 
@@ -151,16 +149,14 @@ fn next_work(state: &State) -> Option<Work> {
     None
 }
 
-fn run(shared: &Shared) {
-    let mut state = shared.state.lock();
-    loop {
+impl Task for Shared {
+    /// One chunk of work; runs again at once while more is wanted.
+    fn run(&self) -> Option<Instant> {
+        let mut state = self.state.lock();
         if state.stop {
-            return;
+            return None;
         }
-        let Some(work) = next_work(&state) else {
-            shared.changed.wait(&mut state);
-            continue;
-        };
+        let work = next_work(&state)?;
         state.busy = true;
         let outcome = parking_lot::MutexGuard::unlocked(&mut state, || match &work {
             Work::Populate(map, start, end) => map.populate(*start..*end).is_ok(),
@@ -186,6 +182,8 @@ fn run(shared: &Shared) {
                 }
             }
         }
-        shared.changed.notify_all();
+        // Wakes a retarget waiting for this chunk to end.
+        self.changed.notify_all();
+        (!state.stop && next_work(&state).is_some()).then(Instant::now)
     }
 }

@@ -7,9 +7,23 @@
 //!
 //! The writer appends entries while readers search them, without a lock:
 //! slots are atomics in a fixed-capacity array and the entry count is
-//! published with `Release` after the slot is written.
+//! published with `Release` after the slot is written. The array is
+//! allocated in chunks as entries arrive, so the index of a segment that
+//! may grow to 256 MiB costs a few hundred bytes until it does (a thousand
+//! open logs would otherwise hold a megabyte each).
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+
+/// Entries per chunk of the array (16 KiB).
+const CHUNK_ENTRIES: usize = 1024;
+
+/// One slot: the packed offset and position, and the timestamp.
+#[derive(Debug, Default)]
+struct Slot {
+    offset_position: AtomicU64,
+    max_timestamp_before_ms: AtomicI64,
+}
 
 use crate::format::BatchHeader;
 
@@ -28,8 +42,10 @@ pub(crate) struct IndexEntry {
 /// [`IndexEntry`], readable concurrently with appends.
 #[derive(Debug)]
 pub(crate) struct SparseIndex {
-    offsets: Box<[AtomicU64]>,
-    times: Box<[AtomicI64]>,
+    /// `capacity` slots in chunks of [`CHUNK_ENTRIES`] (the last may be
+    /// shorter), each allocated by the writer before its first entry.
+    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    capacity: usize,
     len: AtomicUsize,
 }
 
@@ -37,8 +53,8 @@ impl SparseIndex {
     /// An empty index with room for `capacity` entries.
     pub(crate) fn with_capacity(capacity: usize) -> SparseIndex {
         SparseIndex {
-            offsets: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
-            times: (0..capacity).map(|_| AtomicI64::new(0)).collect(),
+            chunks: (0..capacity.div_ceil(CHUNK_ENTRIES)).map(|_| OnceLock::new()).collect(),
+            capacity,
             len: AtomicUsize::new(0),
         }
     }
@@ -59,11 +75,14 @@ impl SparseIndex {
 
     /// Entry `i`, which must be below `len()`.
     pub(crate) fn get(&self, i: usize) -> IndexEntry {
-        let packed = self.offsets[i].load(Ordering::Relaxed);
+        let slot = &self.chunks[i / CHUNK_ENTRIES]
+            .get()
+            .expect("the chunk of a published entry exists")[i % CHUNK_ENTRIES];
+        let packed = slot.offset_position.load(Ordering::Relaxed);
         IndexEntry {
             relative_offset: (packed >> 32) as u32,
             position: packed as u32,
-            max_timestamp_before_ms: self.times[i].load(Ordering::Relaxed),
+            max_timestamp_before_ms: slot.max_timestamp_before_ms.load(Ordering::Relaxed),
         }
     }
 
@@ -76,12 +95,20 @@ impl SparseIndex {
     /// the index is full: lookups then scan further, which is slower, not wrong.
     pub(crate) fn push(&self, entry: IndexEntry) -> bool {
         let len = self.len.load(Ordering::Relaxed);
-        if len == self.offsets.len() {
+        if len == self.capacity {
             return false;
         }
+        let chunk_start = len / CHUNK_ENTRIES * CHUNK_ENTRIES;
+        let chunk = self.chunks[len / CHUNK_ENTRIES].get_or_init(|| {
+            let entries = CHUNK_ENTRIES.min(self.capacity - chunk_start);
+            (0..entries).map(|_| Slot::default()).collect()
+        });
+        let slot = &chunk[len - chunk_start];
         let packed = ((entry.relative_offset as u64) << 32) | entry.position as u64;
-        self.offsets[len].store(packed, Ordering::Relaxed);
-        self.times[len].store(entry.max_timestamp_before_ms, Ordering::Relaxed);
+        slot.offset_position.store(packed, Ordering::Relaxed);
+        slot.max_timestamp_before_ms
+            .store(entry.max_timestamp_before_ms, Ordering::Relaxed);
+        // Publishes the slot (and the chunk, which `OnceLock` publishes too).
         self.len.store(len + 1, Ordering::Release);
         true
     }
@@ -208,6 +235,31 @@ mod tests {
         assert!(index.push(entry(5, 100, 0)));
         assert!(!index.push(entry(9, 200, 0)));
         assert_eq!(index.entries()[1].relative_offset, 5);
+    }
+
+    #[test]
+    fn entries_span_chunks_and_fill_a_capacity_that_is_not_a_multiple() {
+        let capacity = 2 * CHUNK_ENTRIES + 3;
+        let index = SparseIndex::with_capacity(capacity);
+        for i in 0..capacity as u32 {
+            assert!(index.push(entry(i * 2, 64 + i * 10, i64::from(i))));
+        }
+        assert!(!index.push(entry(u32::MAX, u32::MAX, 0)), "full");
+        assert_eq!(index.len(), capacity);
+        for i in [0, CHUNK_ENTRIES - 1, CHUNK_ENTRIES, 2 * CHUNK_ENTRIES + 2] {
+            let got = index.get(i);
+            assert_eq!(
+                (got.relative_offset, got.max_timestamp_before_ms),
+                (i as u32 * 2, i as i64)
+            );
+        }
+        assert_eq!(
+            index
+                .floor_offset(2 * CHUNK_ENTRIES as u32 + 1)
+                .unwrap()
+                .relative_offset,
+            2 * CHUNK_ENTRIES as u32
+        );
     }
 
     #[test]

@@ -237,6 +237,17 @@ impl MapWriter {
     pub(crate) fn set_allocated(&mut self, len: u64) {
         self.allocated = self.allocated.max(len.min(self.map.len()));
     }
+
+    /// Turns read-around on page faults on or off for the whole mapping
+    /// (`MADV_NORMAL` / `MADV_RANDOM`). On, a fault (pre-faulting included)
+    /// brings in up to the device's read-ahead size around the page (8 MiB
+    /// on virtio), zero-filling new pages in bulk: the fast way to pre-fault
+    /// for a busy writer, and megabytes of page cache wasted per fault for
+    /// one that appends a few records. Advice only: failure changes nothing.
+    pub(crate) fn set_read_around(&self, on: bool) {
+        let _ = self.map.map.advise(if on { Advice::Normal } else { Advice::Random });
+    }
+
     /// The mapping this writer writes to.
     pub(crate) fn mapping(&self) -> &Arc<MappedFile> {
         &self.map

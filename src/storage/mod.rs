@@ -19,6 +19,7 @@ pub(crate) mod mapping;
     reason = "the mapping is the one place raw pointers are needed; see its module docs"
 )]
 pub(crate) mod mmap;
+pub(crate) mod pool;
 pub(crate) mod recovery;
 pub(crate) mod scan;
 pub(crate) mod segment;

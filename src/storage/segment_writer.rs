@@ -242,6 +242,12 @@ impl SegmentWriter {
         self.writer.mapping().len() - self.position
     }
 
+    /// Turns read-around on faults of the mapping on or off (see
+    /// [`MapWriter::set_read_around`]).
+    pub(crate) fn set_read_around(&self, on: bool) {
+        self.writer.set_read_around(on);
+    }
+
     /// Bytes of the file allocated so far: writes and pre-faulting stay
     /// below it.
     pub(crate) fn allocated(&self) -> u64 {
