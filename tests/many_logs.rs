@@ -47,7 +47,7 @@ fn post(log: usize, n: u64) -> String {
 /// Every other log syncs on an interval, so the pool runs 500 interval
 /// syncs besides the pre-faulting of all of them.
 fn options(log: usize) -> Options {
-    let sync = if log % 2 == 0 {
+    let sync = if log.is_multiple_of(2) {
         SyncPolicy::Interval(Duration::from_millis(20))
     } else {
         SyncPolicy::Never
@@ -62,7 +62,11 @@ fn a_thousand_logs_share_a_bounded_pool_and_stay_small() {
     let threads_before = threads();
     let rss_before = rss_bytes();
 
-    let logs: Vec<Log> = dirs.iter().enumerate().map(|(i, d)| Log::open(d, options(i)).unwrap()).collect();
+    let logs: Vec<Log> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Log::open(d, options(i)).unwrap())
+        .collect();
     for n in 0..POSTS_PER_LOG {
         for (i, log) in logs.iter().enumerate() {
             assert_eq!(log.append(post(i, n)).unwrap(), n);
