@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::seal::SealJob;
 use super::{Log, Shared, Writer};
 use crate::error::{Error, Result};
 use crate::format::{self, BATCH_HEADER_BYTES, BatchHeader, NewRecord};
@@ -334,8 +335,13 @@ impl Shared {
     }
 
     /// Seals the active segment and starts a new one at the next offset.
-    /// The new file is created first, so a full disk changes nothing.
+    /// The new file is created first, so a full disk changes nothing. Under
+    /// `SyncPolicy::Never` and `Interval` the seal runs in the background
+    /// (see `seal`): the roll creates a file and returns.
     pub(super) fn roll(&self, writer: &mut Writer) -> Result<()> {
+        if self.seals_in_background() {
+            return self.roll_sealing_later(writer);
+        }
         let next = self.next_offset.load(Ordering::Acquire);
         let (segment, fresh) = SegmentWriter::create(&self.segment_config(writer.generation), next, &[])?;
         self.prefaulter.retarget(None, 0);
@@ -353,6 +359,29 @@ impl Shared {
             self.group.poison();
             return Err(e);
         }
+        self.options.notify(|l| l.post_roll(next));
+        self.restart_prefault(writer);
+        self.enforce_retention_locked(writer)
+    }
+
+    /// [`Shared::roll`] with the seal handed to the background pool.
+    fn roll_sealing_later(&self, writer: &mut Writer) -> Result<()> {
+        // One seal in flight: a writer faster than the disk waits here.
+        self.wait_sealed()?;
+        let next = self.next_offset.load(Ordering::Acquire);
+        let (segment, fresh) = SegmentWriter::create_unsynced(&self.segment_config(writer.generation), next)?;
+        let next_file = fresh.file_handle()?;
+        self.prefaulter.retarget(None, 0);
+        let old = std::mem::replace(&mut writer.active, fresh);
+        let mut segments = self.segments.snapshot().as_ref().clone();
+        segments.push(Arc::clone(&segment));
+        self.segments.replace(segments);
+        self.submit_seal(SealJob {
+            old,
+            next_file,
+            next_path: segment.path().to_path_buf(),
+            next_start: LogPosition::segment_start(next),
+        });
         self.options.notify(|l| l.post_roll(next));
         self.restart_prefault(writer);
         self.enforce_retention_locked(writer)

@@ -143,6 +143,9 @@ impl Shared {
     /// The result pairs a position with the offset found there, so it can
     /// serve as a recovery point.
     fn flush_from(&self, from: LogPosition) -> Result<LogPosition> {
+        // The active segment's name is durable only once the seal before it
+        // is done; and the durable point must not skip the sealed segment.
+        self.wait_sealed()?;
         let segments = self.segments.snapshot();
         let active = segments.last().expect("a log always has a segment");
         let start = if active.base_offset() == from.segment_base {

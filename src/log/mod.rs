@@ -12,6 +12,7 @@ mod epoch;
 mod prefault;
 mod retention;
 mod rev;
+mod seal;
 mod tail;
 mod truncate;
 
@@ -100,6 +101,8 @@ pub(crate) struct Shared {
     prefaulter: Prefaulter,
     /// The interval sync's task in the pool, under `SyncPolicy::Interval`.
     interval_sync: OnceLock<TaskHandle>,
+    /// The seal of a full segment in flight (see `seal`).
+    sealer: seal::Sealer,
     report: RecoveryReport,
 }
 
@@ -236,8 +239,12 @@ impl Log {
             tailers: Notifier::default(),
             prefaulter,
             interval_sync: OnceLock::new(),
+            sealer: seal::Sealer::default(),
             report,
         });
+        if !read_only && sync_policy != SyncPolicy::Always {
+            shared.start_sealer()?;
+        }
         if let SyncPolicy::Interval(period) = sync_policy
             && !read_only
         {
@@ -441,6 +448,7 @@ impl Log {
     pub fn simulate_crash(self) {
         self.shared.closed.store(true, Ordering::SeqCst);
         self.stop_background();
+        self.shared.abandon_seal();
         self.shared.lock.lock().take();
     }
 
@@ -470,8 +478,7 @@ impl Log {
             Some(writer) => {
                 self.shared.prefaulter.retarget(None, 0);
                 self.shared
-                    .group
-                    .check()
+                    .wait_sealed()
                     .and_then(|()| self.shared.close_locked(writer))
             }
         };

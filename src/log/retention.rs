@@ -22,6 +22,7 @@ impl Log {
     /// [`Error::Io`](crate::Error::Io).
     pub fn delete_before(&self, offset: u64) -> Result<u64> {
         let mut writer = self.shared.lock_writer()?;
+        self.shared.wait_sealed()?;
         if offset > self.next_offset() {
             return Err(self.out_of_range(offset));
         }
@@ -44,6 +45,7 @@ impl Log {
     /// [`Error::ReadOnly`](crate::Error::ReadOnly).
     pub fn enforce_retention(&self) -> Result<u64> {
         let mut writer = self.shared.lock_writer()?;
+        self.shared.wait_sealed()?;
         self.shared.enforce_retention_locked(&mut writer)?;
         Ok(self.start_offset())
     }
@@ -82,7 +84,8 @@ impl Shared {
     pub(super) fn enforce_retention_locked(&self, writer: &mut Writer) -> Result<()> {
         let retention = self.options.retention;
         let segments = self.segments.snapshot();
-        let closed = segments.len() - 1;
+        // A segment whose seal is in flight is left for a later pass.
+        let closed = segments.len() - 1 - usize::from(self.sealing());
         let mut count = 0;
         if let Some(bytes_max) = retention.bytes_max {
             let mut total: u64 = segments.iter().map(|s| s.end_position()).sum();

@@ -31,7 +31,9 @@ impl Log {
     /// truncated log).
     pub fn truncate(&self, offset: u64) -> Result<()> {
         let mut writer = self.shared.lock_writer()?;
-        self.shared.group.check()?;
+        // Settles the files first: a seal in flight writes the recovery
+        // point, which the steps below order against the cut.
+        self.shared.wait_sealed()?;
         let end = self.next_offset();
         if offset < self.start_offset() || offset > end {
             return Err(self.out_of_range(offset));
@@ -67,7 +69,9 @@ impl Log {
     /// or the reset log).
     pub fn reset(&self, offset: u64) -> Result<()> {
         let mut writer = self.shared.lock_writer()?;
-        self.shared.group.check()?;
+        // Settles the files first: a seal in flight writes the recovery
+        // point, which the steps below order against the cut.
+        self.shared.wait_sealed()?;
         if offset > u64::MAX / 2 {
             return Err(self.out_of_range(offset));
         }

@@ -125,11 +125,31 @@ impl SegmentWriter {
         base_offset: u64,
         initial: &[u8],
     ) -> Result<(Arc<Segment>, SegmentWriter)> {
+        SegmentWriter::create_with(config, base_offset, initial, Durability::Synced)
+    }
+
+    /// [`SegmentWriter::create`] of an empty segment, without syncing the
+    /// file or the directory: a crash may leave no file, or one whose
+    /// header reads as zeros. The caller makes it durable later (see
+    /// `log::seal`).
+    pub(crate) fn create_unsynced(
+        config: &SegmentConfig<'_>,
+        base_offset: u64,
+    ) -> Result<(Arc<Segment>, SegmentWriter)> {
+        SegmentWriter::create_with(config, base_offset, &[], Durability::Unsynced)
+    }
+
+    fn create_with(
+        config: &SegmentConfig<'_>,
+        base_offset: u64,
+        initial: &[u8],
+        durability: Durability,
+    ) -> Result<(Arc<Segment>, SegmentWriter)> {
         let path = segment_path(config.dir, base_offset, SegmentFile::Data);
         let end = (SEGMENT_HEADER_BYTES + initial.len()) as u64;
         let capacity = config.capacity_for(end);
         let allocated = allocation_for(end, capacity);
-        let file = replace_file(&path, Durability::Synced, |file, tmp| {
+        let file = replace_file(&path, durability, |file, tmp| {
             let header = SegmentHeader {
                 base_offset,
                 log_id: config.log_id,
@@ -240,6 +260,13 @@ impl SegmentWriter {
     /// Bytes left before the segment is full.
     pub(crate) fn remaining(&self) -> u64 {
         self.writer.mapping().len() - self.position
+    }
+
+    /// Another handle on the segment's file (to sync it from elsewhere).
+    pub(crate) fn file_handle(&self) -> Result<File> {
+        self.file
+            .try_clone()
+            .map_err(|e| Error::io("dup segment file", self.segment.path(), e))
     }
 
     /// Turns read-around on faults of the mapping on or off (see

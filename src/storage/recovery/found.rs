@@ -28,7 +28,20 @@ pub(super) struct Found {
 /// leftover temporary files and orphan index files (read-write), or only
 /// reports them (read-only): only once every header passed, so an open that
 /// is refused (a damaged segment, an unknown version) removes nothing.
-pub(super) fn list_segments(dir: &Path, access: Access, report: &mut RecoveryReport) -> Result<Vec<Found>> {
+///
+/// The last segment file may be *unborn*: created by a roll whose seal did
+/// not finish before a machine crash (`log::seal`), so its header never
+/// reached the disk and reads as zeros (or the file is shorter than a
+/// header). Nothing in it was ever durable. When its base lies past
+/// `recovery_point_base` (the checkpoint's; `None` if there is no valid
+/// checkpoint, which vouches for nothing), it is removed like a temporary
+/// file; otherwise it is damage, and the open is refused.
+pub(super) fn list_segments(
+    dir: &Path,
+    access: Access,
+    recovery_point_base: Option<u64>,
+    report: &mut RecoveryReport,
+) -> Result<Vec<Found>> {
     let entries = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     let mut logs = BTreeMap::new();
     let mut temps = Vec::new();
@@ -50,6 +63,13 @@ pub(super) fn list_segments(dir: &Path, access: Access, report: &mut RecoveryRep
             Entry::Metadata => {}
         }
     }
+    if let Some((&base, path)) = logs.last_key_value()
+        && recovery_point_base.is_some_and(|rp_base| rp_base < base)
+        && is_unborn(path)?
+    {
+        temps.push(path.clone());
+        logs.remove(&base);
+    }
     let found = logs
         .into_iter()
         .map(|(base, path)| open_found(base, path, access))
@@ -65,6 +85,18 @@ pub(super) fn list_segments(dir: &Path, access: Access, report: &mut RecoveryRep
         report.stray_files_removed.push(path);
     }
     Ok(found)
+}
+
+/// Whether the segment file at `path` has no header yet: shorter than one,
+/// or zeros where it belongs.
+fn is_unborn(path: &Path) -> Result<bool> {
+    let file = fs::File::open(path).map_err(|e| Error::io("open segment", path, e))?;
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    match std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0) {
+        Ok(()) => Ok(header.iter().all(|&b| b == 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(true),
+        Err(e) => Err(Error::io("read segment header", path, e)),
+    }
 }
 
 fn open_found(base: u64, path: PathBuf, access: Access) -> Result<Found> {

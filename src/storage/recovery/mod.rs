@@ -7,14 +7,17 @@
 //! - After a crash, segments before the recovery point are trusted (their
 //!   batches are checked when first read, and damage is reported then as
 //!   `Error::Corrupt`); from the recovery point on, every batch is checked.
-//!   Only the last segment can hold a torn tail (a roll syncs a segment
-//!   before anything is appended to the next), so only there is the log
-//!   cut at the first batch that fails, and what was cut is reported in
-//!   [`RecoveryReport`]. Damage in any other segment is left in place and
-//!   reported when read, never cut: it is not a torn write, and cutting
-//!   there would delete the healthy segments after it. (The one exception
-//!   is a crash inside a roll, which leaves a last segment with no batch:
-//!   then the segment before it is the one that may be torn.)
+//!   Only the last segment can hold a torn tail, or the one before it if
+//!   its seal may not have finished (under `SyncPolicy::Always` a roll
+//!   syncs a segment before anything is appended to the next; under the
+//!   other policies the seal runs in the background, see `log::seal`), so
+//!   only there is the log cut at the first batch that fails, and what was
+//!   cut is reported in [`RecoveryReport`]. Damage in any other segment is
+//!   left in place and reported when read, never cut: it is not a torn
+//!   write, and cutting there would delete the healthy segments after it.
+//!   The segment before the last may be torn when the last holds no batch
+//!   (a crash inside a roll), or when the recovery point does not lie past
+//!   it and it looks never sealed (see `tail::looks_unsealed`).
 //! - A damaged checkpoint, or one that points outside the segments it
 //!   describes, is set aside: it costs a scan of every segment, never data.
 //! - Read-only, the same decisions are made and reported, and nothing on
@@ -28,7 +31,8 @@ use std::sync::Arc;
 
 use self::found::{Found, check_log_id, drop_stale_generations, list_segments, recovery_point};
 use self::tail::{
-    Context, clean_tail, holds_a_batch, nonzero_bytes_past, open_read_only_tail, open_trusted, scan_tail, seal_scanned,
+    Context, clean_tail, holds_a_batch, looks_unsealed, nonzero_bytes_past, open_read_only_tail, open_trusted,
+    scan_tail, seal_scanned,
 };
 use super::checkpoint::Checkpoint;
 use super::durability::LogPosition;
@@ -122,7 +126,6 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access, cache: &Arc
         read_only: access == Access::ReadOnly,
         ..RecoveryReport::default()
     };
-    let mut found = list_segments(dir, access, &mut report)?;
     let mut checkpoint = match Checkpoint::read(dir) {
         // A newer format's checkpoint is not damage: refuse, as for segments.
         Err(Error::Corrupt { damage, .. }) if !matches!(damage, Damage::UnknownVersion { .. }) => {
@@ -131,6 +134,8 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access, cache: &Arc
         }
         other => other?,
     };
+    let rp_base = checkpoint.map(|c| c.recovery_point.segment_base);
+    let mut found = list_segments(dir, access, rp_base, &mut report)?;
     // Log ids first: a foreign segment must be refused, never taken for the
     // newest generation that makes this log's own segments stale.
     if let Some(first) = found.first() {
@@ -207,9 +212,15 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access, cache: &Arc
     let mut expected = rp.recovery_point.offset;
     let mut epoch = rp.leader_epoch;
     // The segment that may hold a torn tail: the last, or the one before it
-    // if a crash inside a roll left the last without a batch.
-    let last_empty = found.len() > 1 && !holds_a_batch(&found[found.len() - 1])?;
-    let may_be_torn = found[found.len() - 1 - usize::from(last_empty)].base;
+    // if its seal may not have finished: a crash inside a roll left the last
+    // without a batch, or (a roll that seals in the background, `log::seal`)
+    // the checkpoint does not vouch past it and it looks never sealed.
+    let before_last_unsealed = found.len() > 1 && {
+        let before = &found[found.len() - 2];
+        !holds_a_batch(&found[found.len() - 1])?
+            || (rp.recovery_point.segment_base <= before.base && looks_unsealed(dir, before)?)
+    };
+    let may_be_torn = found[found.len() - 1 - usize::from(before_last_unsealed)].base;
     let mut found = found.into_iter().peekable();
     loop {
         let segment = found.next().expect("loop ends at the last segment");

@@ -13,6 +13,7 @@ use crate::options::Options;
 use crate::storage::checkpoint::Checkpoint;
 use crate::storage::index::{IndexBuilder, SparseIndex, capacity_for};
 use crate::storage::index_file::{self, SegmentSummary};
+use crate::storage::layout::{SegmentFile, segment_path};
 use crate::storage::mapping::{MapCache, MapSlot};
 use crate::storage::mmap::MappedFile;
 use crate::storage::scan::{Check, scan};
@@ -237,6 +238,23 @@ pub(super) fn seal_scanned(cx: &Context<'_>, segment: Found, scanned: TailScan) 
         index_file::write(cx.dir, &summary, &tail.index.entries())?;
     }
     open_sealed(cx, &segment, &summary, Some(tail.index), tail.unchecked_end)
+}
+
+/// Whether a segment looks never sealed: no offset index file (sealing
+/// writes one after syncing the data) and a file that ends in a zero byte
+/// (sealing trims the file to the end of its last batch; an unsealed file
+/// ends in the zero-filled room the roll left, after the last batch or
+/// after a torn one). A sealed segment can pass both only if its index
+/// file was deleted and its last record ends in a zero byte.
+pub(super) fn looks_unsealed(dir: &Path, segment: &Found) -> Result<bool> {
+    if segment_path(dir, segment.base, SegmentFile::OffsetIndex).exists() || segment.len <= SEGMENT_HEADER_BYTES as u64
+    {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&segment.file, &mut last, segment.len - 1)
+        .map_err(|e| Error::io("read segment", &segment.path, e))?;
+    Ok(last[0] == 0)
 }
 
 /// Whether a segment holds at least one valid batch.
