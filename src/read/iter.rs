@@ -98,11 +98,9 @@ impl Iter {
         })
     }
 
+    /// The record at the cursor, which must be inside the batch.
     #[inline(always)]
-    fn next_record(&mut self) -> Result<Option<Record>> {
-        if self.batch.offset >= self.batch.end_offset && !self.load_batch()? {
-            return Ok(None);
-        }
+    fn next_in_batch(&mut self) -> Result<Record> {
         let batch = &mut self.batch;
         let view = self.walker.view();
         // The slice ends at the batch's end, so a record cannot run past it.
@@ -114,7 +112,7 @@ impl Iter {
         batch.cursor = next;
         batch.offset += 1;
         self.walker.skip_to(batch.offset);
-        Ok(Some(record))
+        Ok(record)
     }
 
     /// `damage` in the batch being read, as the error to return.
@@ -142,11 +140,19 @@ impl Iterator for Iter {
     /// copied a large `Result` through the stack.
     #[inline(always)]
     fn next(&mut self) -> Option<Result<Record>> {
-        if self.error.is_some() {
-            return self.error.take().map(Err);
+        if self.batch.offset >= self.batch.end_offset {
+            // An iterator made `failed` has no batch: its error comes first.
+            if self.error.is_some() {
+                return self.error.take().map(Err);
+            }
+            match self.load_batch() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(error) => return self.fail(error),
+            }
         }
-        match self.next_record() {
-            Ok(record) => record.map(Ok),
+        match self.next_in_batch() {
+            Ok(record) => Some(Ok(record)),
             Err(error) => self.fail(error),
         }
     }

@@ -446,6 +446,15 @@ impl Segment {
             && position < self.unchecked_end
             && position >= self.checked_to.load(Ordering::Acquire);
         if !due {
+            // What the segment knows to be good, the walker may step over
+            // on its own too: batches written by this process (all of the
+            // visible ones from `unchecked_end` on) or checked by others.
+            let known = if position >= self.unchecked_end {
+                data.len() as u64
+            } else {
+                self.checked_to.load(Ordering::Acquire)
+            };
+            *checked_end = (*checked_end).max(known);
             return self.checked_batch_at(data, position, expected_base);
         }
         // The batch itself fails exactly as `batch_at` would make it fail.
