@@ -18,6 +18,7 @@ pub struct Record {
 
 impl Record {
     /// Builds a record from its fields, whose ranges index `bytes`.
+    #[inline]
     pub(crate) fn from_batch(bytes: &Bytes, offset: u64, leader_epoch: u64, fields: RecordFields) -> Record {
         Record {
             offset,
@@ -46,38 +47,45 @@ impl Record {
     }
 
     /// The record's offset: its position in the log, starting at 0.
+    #[inline]
     pub fn offset(&self) -> u64 {
         self.offset
     }
 
     /// Timestamp in milliseconds since the Unix epoch (caller-supplied, or
     /// the time of the append).
+    #[inline]
     pub fn timestamp_ms(&self) -> i64 {
         self.timestamp_ms
     }
 
     /// Epoch of the leader that appended the record's batch.
+    #[inline]
     pub fn leader_epoch(&self) -> u64 {
         self.leader_epoch
     }
 
     /// The key, if the record has one: bytes, as
     /// [`RecordRef::key`](crate::RecordRef::key) returns them.
+    #[inline]
     pub fn key(&self) -> Option<&[u8]> {
         self.key.as_deref()
     }
 
     /// The key as a shared, zero-copy [`Bytes`] (clone it to keep it).
+    #[inline]
     pub fn key_bytes(&self) -> Option<&Bytes> {
         self.key.as_ref()
     }
 
     /// The value.
+    #[inline]
     pub fn value(&self) -> &Bytes {
         &self.value
     }
 
     /// Takes the value out of the record.
+    #[inline]
     pub fn into_value(self) -> Bytes {
         self.value
     }

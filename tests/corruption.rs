@@ -1671,3 +1671,143 @@ fn garbage_segment_files() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Scans of one-record batches
+// ---------------------------------------------------------------------------
+
+/// Records in the one-record-batch log: about 330 KiB of batches, so a scan
+/// checks them in several runs ahead of where it reads (32 KiB each).
+const POSTS: u64 = 1200;
+
+/// The value of post `i`: 200 bytes, different for every post.
+fn post(i: u64) -> Vec<u8> {
+    let mut value = format!("post {i:06} ").into_bytes();
+    value.resize(200, b'a' + (i % 26) as u8);
+    value
+}
+
+/// A closed log of `POSTS` one-record batches (one `append` per post) in
+/// one segment, and its batches. Reopening it checks each batch's CRC when
+/// it is first read.
+fn timeline() -> (TempDir, Vec<Batch>) {
+    let dir = tempfile::tempdir_in(scratch()).unwrap();
+    let log = Log::open(dir.path(), timeline_options()).unwrap();
+    for i in 0..POSTS {
+        assert_eq!(log.append(post(i)).unwrap(), i);
+    }
+    log.close().unwrap();
+    let found = batches(&fs::read(segment_path(dir.path(), 0)).unwrap(), 0);
+    assert_eq!(found.len() as u64, POSTS, "one batch per post");
+    (dir, found)
+}
+
+fn timeline_options() -> Options {
+    Options::default().segment_bytes(1 << 20).sync(SyncPolicy::Never)
+}
+
+/// Reads `iter(from)` to its end: the posts from `from` up to the damage,
+/// then the error (as `Debug`, to compare), then nothing.
+fn iter_to_error(log: &Log, from: u64, damaged: u64, what: &str) -> String {
+    let mut iter = log.iter(from);
+    for i in from..damaged {
+        let record = iter
+            .next()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{what}: iter at {i}: {e}"));
+        assert_eq!((record.offset(), &record.value()[..]), (i, &post(i)[..]), "{what}");
+    }
+    let error = match iter.next() {
+        Some(Err(error @ Error::Corrupt { .. })) => format!("{error:?}"),
+        other => panic!("{what}: iter at the damage gave {other:?}"),
+    };
+    assert!(iter.next().is_none(), "{what}: iter goes on after an error");
+    error
+}
+
+/// As `iter_to_error`, through `batches(from)`.
+fn batches_to_error(log: &Log, from: u64, damaged: u64, what: &str) -> String {
+    let mut batches = log.batches(from);
+    for i in from..damaged {
+        let batch = batches
+            .next()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{what}: batches at {i}: {e}"));
+        assert_eq!((batch.base_offset(), batch.record_count()), (i, 1), "{what}");
+        let records: Vec<_> = batch.records().map(|r| (r.offset(), r.value().to_vec())).collect();
+        assert_eq!(records, [(i, post(i))], "{what}");
+        assert_eq!(batch.as_bytes().len(), BATCH_HEADER_BYTES + 16 + 200, "{what}");
+    }
+    let error = match batches.next() {
+        Some(Err(error @ Error::Corrupt { .. })) => format!("{error:?}"),
+        other => panic!("{what}: batches at the damage gave {other:?}"),
+    };
+    assert!(batches.next().is_none(), "{what}: batches go on after an error");
+    error
+}
+
+/// Scans check every batch the first time any reader reads it, however far
+/// ahead of the reader they check: a flipped bit in any one-record batch
+/// (first of a run, inside one, at a run's edge, last) is reported at that
+/// batch by `iter` and `batches`, whichever reads first, from the start or
+/// from inside the log, and again by every later reader, with the same
+/// error as a point read. Found while making scans of such logs cheaper.
+#[test]
+fn damaged_one_record_batch_is_reported_by_every_scan() {
+    let mut rng = Rng::new(seed("damaged_one_record_batch_is_reported_by_every_scan"));
+    let (template, found) = timeline();
+    let original = fs::read(segment_path(template.path(), 0)).unwrap();
+    let per_run = (32 * 1024 / found[0].len) as u64;
+    let mut targets = vec![
+        0,
+        1,
+        2,
+        per_run - 1,
+        per_run,
+        per_run + 1,
+        2 * per_run,
+        POSTS / 2,
+        POSTS - 1,
+    ];
+    targets.extend((0..4).map(|_| rng.in_range(0..POSTS as usize) as u64));
+    for damaged in targets {
+        let batch = found[damaged as usize];
+        // A bit of the CRC, of the header's fields, or of the value.
+        for bit in [3, 8 * 13 + 2, 8 * (batch.len - 1) + 5, rng.in_range(0..batch.len * 8)] {
+            let what = format!("bit {bit} of post {damaged}");
+            let mut bytes = original.clone();
+            flip_bit(&mut bytes[batch.position..], bit);
+            let dir = copy_dir(template.path());
+            fs::write(segment_path(dir.path(), 0), &bytes).unwrap();
+            let read_error = |log: &Log| match log.read(damaged) {
+                Err(error @ Error::Corrupt { .. }) => format!("{error:?}"),
+                other => panic!("{what}: read gave {other:?}"),
+            };
+
+            // `iter` reads first, then `batches`, then a point read.
+            let log = Log::open(dir.path(), timeline_options()).unwrap();
+            let error = iter_to_error(&log, 0, damaged, &what);
+            assert!(
+                error.contains(&format!("position: {}", batch.position)),
+                "{what}: {error}"
+            );
+            assert_eq!(batches_to_error(&log, 0, damaged, &what), error, "{what}");
+            assert_eq!(read_error(&log), error, "{what}");
+            drop(log);
+
+            // `batches` first, after a reader that stopped early; then
+            // `iter` from inside the log.
+            let log = Log::open(dir.path(), timeline_options()).unwrap();
+            assert_eq!(log.iter(0).take(3).count(), 3.min(damaged as usize + 1), "{what}");
+            assert_eq!(batches_to_error(&log, 0, damaged, &what), error, "{what}");
+            let from = damaged / 2;
+            assert_eq!(iter_to_error(&log, from, damaged, &what), error, "{what}");
+            drop(log);
+
+            // A reader starting inside the log reads first.
+            let log = Log::open(dir.path(), timeline_options()).unwrap();
+            assert_eq!(batches_to_error(&log, from, damaged, &what), error, "{what}");
+            assert_eq!(iter_to_error(&log, 0, damaged, &what), error, "{what}");
+        }
+    }
+}

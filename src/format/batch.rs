@@ -18,6 +18,18 @@ use crate::error::Damage;
 
 const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"RPB1");
 
+/// Where each header field is, in bytes from the batch's start (see the
+/// module doc).
+pub(crate) mod field {
+    pub(crate) const MAGIC: usize = 4;
+    pub(crate) const BATCH_LEN: usize = 8;
+    pub(crate) const RECORD_COUNT: usize = 12;
+    pub(crate) const BASE_OFFSET: usize = 16;
+    pub(crate) const LEADER_EPOCH: usize = 24;
+    pub(crate) const FIRST_TIMESTAMP: usize = 32;
+    pub(crate) const MAX_TIMESTAMP: usize = 40;
+}
+
 /// The fixed header of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
@@ -37,6 +49,7 @@ pub struct BatchHeader {
 
 impl BatchHeader {
     /// One past the offset of the last record.
+    #[inline]
     pub fn next_offset(&self) -> u64 {
         self.base_offset + self.record_count as u64
     }
@@ -45,13 +58,13 @@ impl BatchHeader {
     /// after the records are written; see [`batch_checksum`]).
     pub fn encode(&self) -> [u8; BATCH_HEADER_BYTES] {
         let mut out = [0u8; BATCH_HEADER_BYTES];
-        write_u32(&mut out, 4, BATCH_MAGIC);
-        write_u32(&mut out, 8, self.batch_len);
-        write_u32(&mut out, 12, self.record_count);
-        write_u64(&mut out, 16, self.base_offset);
-        write_u64(&mut out, 24, self.leader_epoch);
-        write_u64(&mut out, 32, self.first_timestamp_ms as u64);
-        write_u64(&mut out, 40, self.max_timestamp_ms as u64);
+        write_u32(&mut out, field::MAGIC, BATCH_MAGIC);
+        write_u32(&mut out, field::BATCH_LEN, self.batch_len);
+        write_u32(&mut out, field::RECORD_COUNT, self.record_count);
+        write_u64(&mut out, field::BASE_OFFSET, self.base_offset);
+        write_u64(&mut out, field::LEADER_EPOCH, self.leader_epoch);
+        write_u64(&mut out, field::FIRST_TIMESTAMP, self.first_timestamp_ms as u64);
+        write_u64(&mut out, field::MAX_TIMESTAMP, self.max_timestamp_ms as u64);
         out
     }
 
@@ -63,20 +76,21 @@ impl BatchHeader {
     ///
     /// [`Damage::Truncated`], [`Damage::BadMagic`], [`Damage::BadLength`],
     /// [`Damage::BadTimestamp`].
+    #[inline]
     pub fn decode(bytes: &[u8]) -> Result<BatchHeader, Damage> {
         if bytes.len() < BATCH_HEADER_BYTES {
             return Err(Damage::Truncated);
         }
-        if read_u32(bytes, 4) != BATCH_MAGIC {
+        if read_u32(bytes, field::MAGIC) != BATCH_MAGIC {
             return Err(Damage::BadMagic);
         }
         let header = BatchHeader {
-            batch_len: read_u32(bytes, 8),
-            record_count: read_u32(bytes, 12),
-            base_offset: read_u64(bytes, 16),
-            leader_epoch: read_u64(bytes, 24),
-            first_timestamp_ms: read_u64(bytes, 32) as i64,
-            max_timestamp_ms: read_u64(bytes, 40) as i64,
+            batch_len: read_u32(bytes, field::BATCH_LEN),
+            record_count: read_u32(bytes, field::RECORD_COUNT),
+            base_offset: read_u64(bytes, field::BASE_OFFSET),
+            leader_epoch: read_u64(bytes, field::LEADER_EPOCH),
+            first_timestamp_ms: read_u64(bytes, field::FIRST_TIMESTAMP) as i64,
+            max_timestamp_ms: read_u64(bytes, field::MAX_TIMESTAMP) as i64,
         };
         let min_len = BATCH_HEADER_BYTES as u64 + header.record_count as u64 * RECORD_HEADER_BYTES as u64;
         if header.record_count == 0
@@ -100,6 +114,7 @@ impl BatchHeader {
     ///
     /// As [`BatchHeader::decode`], plus [`Damage::Truncated`] if the batch
     /// runs past `bytes` and [`Damage::UnexpectedOffset`].
+    #[inline]
     pub fn decode_at(bytes: &[u8], expected_base: u64) -> Result<BatchHeader, Damage> {
         let header = BatchHeader::decode(bytes)?;
         if header.batch_len as usize > bytes.len() {

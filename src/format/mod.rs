@@ -11,8 +11,8 @@ pub(crate) mod header;
 mod record;
 mod segment_header;
 
-pub(crate) use batch::checked_batches;
 pub use batch::{BatchHeader, batch_checksum, batch_header_for, encode_batch, encode_batch_to_vec, validate_batch};
+pub(crate) use batch::{checked_batches, field as batch_field};
 pub(crate) use record::RecordDecoder;
 pub use record::{NewRecord, RecordFields, decode_record};
 pub use segment_header::{SegmentHeader, decode_segment_header, encode_segment_header};
@@ -50,6 +50,7 @@ pub(crate) fn nth_record(batch: &[u8], index: u64) -> Result<RecordFields, Damag
 }
 
 /// Reads a little-endian `u32` at `at`; the caller has checked the bounds.
+#[inline]
 pub(crate) fn read_u32(bytes: &[u8], at: usize) -> u32 {
     let mut buf = [0u8; 4];
     buf.copy_from_slice(&bytes[at..at + 4]);
@@ -57,6 +58,7 @@ pub(crate) fn read_u32(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// Reads a little-endian `u64` at `at`; the caller has checked the bounds.
+#[inline]
 pub(crate) fn read_u64(bytes: &[u8], at: usize) -> u64 {
     let mut buf = [0u8; 8];
     buf.copy_from_slice(&bytes[at..at + 8]);
@@ -64,11 +66,13 @@ pub(crate) fn read_u64(bytes: &[u8], at: usize) -> u64 {
 }
 
 /// Writes `value` little-endian at `at`; the caller has checked the bounds.
+#[inline]
 pub(crate) fn write_u32(bytes: &mut [u8], at: usize, value: u32) {
     bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
 }
 
 /// Writes `value` little-endian at `at`; the caller has checked the bounds.
+#[inline]
 pub(crate) fn write_u64(bytes: &mut [u8], at: usize, value: u64) {
     bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
 }

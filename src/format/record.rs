@@ -121,6 +121,7 @@ impl RecordFields {
 /// # Errors
 ///
 /// [`Damage::Truncated`] if the record runs past the end of `batch`.
+#[inline]
 pub fn decode_record(batch: &[u8], position: usize) -> Result<(RecordFields, usize), Damage> {
     let within = |end: Option<usize>| end.filter(|&end| end <= batch.len()).ok_or(Damage::Truncated);
     let header_end = within(position.checked_add(RECORD_HEADER_BYTES))?;
@@ -154,6 +155,7 @@ pub(crate) struct RecordDecoder<'a> {
 impl<'a> RecordDecoder<'a> {
     /// Decodes the records of `batch` (one batch's bytes, or a view that
     /// ends where the batch does) from `position` on.
+    #[inline]
     pub(crate) fn new(batch: &'a [u8], position: usize) -> RecordDecoder<'a> {
         RecordDecoder {
             batch,
@@ -179,6 +181,7 @@ impl<'a> RecordDecoder<'a> {
 impl Iterator for RecordDecoder<'_> {
     type Item = Result<RecordFields, Damage>;
 
+    #[inline]
     fn next(&mut self) -> Option<Result<RecordFields, Damage>> {
         if self.failed || self.position >= self.batch.len() {
             return None;

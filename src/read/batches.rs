@@ -40,18 +40,20 @@ impl Batches {
 impl Iterator for Batches {
     type Item = Result<Batch>;
 
+    #[inline]
     fn next(&mut self) -> Option<Result<Batch>> {
-        if let Some(error) = self.error.take() {
-            return Some(Err(error));
+        if self.error.is_some() {
+            return self.error.take().map(Err);
         }
         match self.walker.advance() {
-            Ok(Some(at)) => {
-                let next = at.header.next_offset();
-                let bytes = self.walker.view().slice(at.range());
-                self.walker.skip_to(next);
-                Some(Ok(Batch::new(bytes, at.header)))
+            Ok(true) => {
+                let at = self.walker.current();
+                let (header, range) = (at.header, at.range());
+                let bytes = self.walker.view().slice(range);
+                self.walker.skip_to(header.next_offset());
+                Some(Ok(Batch::new(bytes, header)))
             }
-            Ok(None) => None,
+            Ok(false) => None,
             Err(error) => Some(Err(error)),
         }
     }

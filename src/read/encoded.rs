@@ -25,9 +25,10 @@ pub struct EncodedRun {
 /// `end`.
 pub(crate) fn encoded_run(segments: SegmentList, from: u64, end: u64, max_bytes: u64) -> Result<Option<EncodedRun>> {
     let mut walker = BatchWalker::new(segments, from, end);
-    let Some(first) = walker.advance()? else {
+    if !walker.advance()? {
         return Ok(None);
-    };
+    }
+    let first = *walker.current();
     // A reference to the view holding the first batch: the run is sliced
     // out of it, and a later batch joins the run only if it lies right
     // after the run in this same view (same mapping, same segment).
@@ -38,7 +39,8 @@ pub(crate) fn encoded_run(segments: SegmentList, from: u64, end: u64, max_bytes:
     walker.skip_to(next_offset);
     // A batch after the first that fails its check ends the run; the next
     // read, starting at it, reports the error.
-    while let Ok(Some(at)) = walker.advance() {
+    while let Ok(true) = walker.advance() {
+        let at = *walker.current();
         let contiguous =
             walker.view().as_ptr() == view.as_ptr() && at.view_offset == run_end && at.range().end <= view.len();
         if !contiguous || (at.range().end - start) as u64 > max_bytes {

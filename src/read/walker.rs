@@ -57,6 +57,10 @@ pub(crate) struct BatchWalker {
     view: Option<SegmentView>,
     /// The batch last returned by `advance`.
     current: Option<BatchAt>,
+    /// Batches of the current segment starting below this were checked
+    /// (see [`Segment::next_batch`]): the walk decodes their headers
+    /// without asking the segment again.
+    checked_end: u64,
 }
 
 impl BatchWalker {
@@ -69,6 +73,7 @@ impl BatchWalker {
             segment_index,
             view: None,
             current: None,
+            checked_end: 0,
         }
     }
 
@@ -88,16 +93,54 @@ impl BatchWalker {
         self.next
     }
 
-    /// Moves to the batch holding the next wanted offset: `Ok(None)` at the
-    /// end. After an error the walk is over.
-    pub(crate) fn advance(&mut self) -> Result<Option<BatchAt>> {
+    /// Moves to the batch holding the next wanted offset, which
+    /// [`BatchWalker::current`] then returns: `Ok(false)` at the end. After
+    /// an error the walk is over.
+    ///
+    /// The batch is left in the walker rather than returned: the fast and
+    /// the slow way both store it there, so that a caller into which this
+    /// is inlined reads the fields it needs instead of copying a
+    /// `Result<Option<BatchAt>>` through the stack for every batch.
+    #[inline(always)]
+    pub(crate) fn advance(&mut self) -> Result<bool> {
         if self.next >= self.end {
-            return Ok(None);
+            return Ok(false);
         }
+        // The common step of a scan, small enough to inline into the
+        // iterators.
+        if let Some(at) = self.next_checked() {
+            self.current = Some(at);
+            return Ok(true);
+        }
+        self.advance_slow()
+    }
+
+    /// The batch `advance` moved to last.
+    #[inline(always)]
+    pub(crate) fn current(&self) -> &BatchAt {
+        self.current.as_ref().expect("advance sets the batch")
+    }
+
+    /// The batch right after the last one, if the walk can take it from
+    /// the view without asking the segment (see `checked_in_view`).
+    #[inline(always)]
+    fn next_checked(&self) -> Option<BatchAt> {
+        let previous = self.current.as_ref()?;
+        if previous.header.next_offset() != self.next {
+            return None;
+        }
+        self.checked_in_view(previous.position + previous.header.batch_len as u64)
+    }
+
+    /// [`BatchWalker::advance`] the long way: through the segment, which
+    /// checks the batch if it is due, moving to the next segment or
+    /// locating a batch through the index when needed.
+    #[inline(never)]
+    fn advance_slow(&mut self) -> Result<bool> {
         match self.find_next() {
             Ok(at) => {
                 self.current = Some(at);
-                Ok(Some(at))
+                Ok(true)
             }
             Err(error) => {
                 self.end = self.next;
@@ -122,13 +165,15 @@ impl BatchWalker {
             Some(previous) if previous.header.next_offset() == self.next => {
                 let position = previous.position + previous.header.batch_len as u64;
                 let view = self.view.as_ref().filter(|v| v.start == 0).map(|v| &v.bytes[..]);
-                match self.segment().next_batch(position, self.next, view)? {
+                let segment = &self.segments[self.segment_index];
+                match segment.next_batch(position, self.next, view, &mut self.checked_end)? {
                     Some(found) => Some(found),
                     None => {
                         self.segment_index += 1;
                         self.view = None;
+                        self.checked_end = 0;
                         let segment = self.segments.get(self.segment_index).ok_or_else(|| self.vanished())?;
-                        segment.next_batch(SEGMENT_HEADER_BYTES as u64, self.next, None)?
+                        segment.next_batch(SEGMENT_HEADER_BYTES as u64, self.next, None, &mut self.checked_end)?
                     }
                 }
             }
@@ -137,6 +182,27 @@ impl BatchWalker {
         let (position, header) = found.ok_or_else(|| self.vanished())?;
         let view_offset = self.view_batch(position, &header)?;
         Ok(BatchAt {
+            position,
+            header,
+            view_offset,
+        })
+    }
+
+    /// The batch at `position` of the current segment, if this walk saw it
+    /// checked (below `checked_end`) and the view holds it: its header
+    /// decoded from the view, with no look-up of the segment's end, its
+    /// check-once bound or its mapping. The batch lies below the segment's
+    /// end as it was when checked, and that end never moves back.
+    /// `None` sends the caller the slow way, which reports any failure.
+    #[inline(always)]
+    fn checked_in_view(&self, position: u64) -> Option<BatchAt> {
+        if position >= self.checked_end {
+            return None;
+        }
+        let view = self.view.as_ref()?;
+        let view_offset = usize::try_from(position.checked_sub(view.start)?).ok()?;
+        let header = BatchHeader::decode_at(view.bytes.get(view_offset..)?, self.next).ok()?;
+        Some(BatchAt {
             position,
             header,
             view_offset,

@@ -92,10 +92,11 @@ impl Settings {
 pub enum Kind {
     /// Non-durable appends, `per_step` records per call (okaywal's are durable).
     Append { per_step: u64 },
-    /// Sequential read of `Settings::read_records` records; replog's
+    /// Sequential read of `Settings::read_records` records, written
+    /// `per_append` per call (100: batches; 1: one-record batches); replog's
     /// through `Log::batches` (borrowed records) if `replog_batches`, else
     /// through `Log::iter` (an owned `Record` per record).
-    Read { replog_batches: bool },
+    Read { replog_batches: bool, per_append: u64 },
     /// Durable appends from `threads` writers, `per_op` records per call;
     /// if `replicated`, replog's are to the leader of three replicas in
     /// this process with `Acks::All` (the peers stay single nodes).
@@ -127,13 +128,39 @@ fn workloads() -> Vec<Workload> {
         },
         Workload {
             label: "sequential read (replog: `iter`)".into(),
-            kind: Kind::Read { replog_batches: false },
+            kind: Kind::Read {
+                replog_batches: false,
+                per_append: BATCH,
+            },
             peers: vec![Replog, Commitlog, RaftEngine, Okaywal, Raw],
         },
         Workload {
             label: "sequential read (replog: `batches`)".into(),
-            kind: Kind::Read { replog_batches: true },
+            kind: Kind::Read {
+                replog_batches: true,
+                per_append: BATCH,
+            },
             peers: vec![Replog, Commitlog, RaftEngine, Okaywal, Raw],
+        },
+        // A log written one record per append (a timeline store's posts)
+        // holds one-record batches: the per-batch cost of reading shows.
+        // okaywal (a commit, so an fdatasync, per record) and raft-engine
+        // would make the fill itself take minutes: left out.
+        Workload {
+            label: "sequential read, one-record batches (replog: `iter`)".into(),
+            kind: Kind::Read {
+                replog_batches: false,
+                per_append: 1,
+            },
+            peers: vec![Replog, Commitlog, Raw],
+        },
+        Workload {
+            label: "sequential read, one-record batches (replog: `batches`)".into(),
+            kind: Kind::Read {
+                replog_batches: true,
+                per_append: 1,
+            },
+            peers: vec![Replog, Commitlog, Raw],
         },
         Workload {
             label: "durable append, batches of 100, 1 thread".into(),
@@ -171,37 +198,52 @@ fn workloads() -> Vec<Workload> {
     list
 }
 
-/// The data sets of the read workload, one per store, built once.
+/// The data sets of a read workload, one per store of the workload, built
+/// once per workload.
 struct ReadFixtures {
-    replog: stores::ReplogRead,
-    commitlog: stores::CommitlogRead,
-    raft: stores::RaftRead,
-    okaywal: stores::OkaywalRead,
-    raw: raw::MmapRead,
+    replog: Option<stores::ReplogRead>,
+    commitlog: Option<stores::CommitlogRead>,
+    raft: Option<stores::RaftRead>,
+    okaywal: Option<stores::OkaywalRead>,
+    raw: Option<raw::MmapRead>,
     expected: u64,
 }
 
 impl ReadFixtures {
-    fn build(base: &Path, values: &Values, records: u64) -> ReadFixtures {
-        eprintln!("  building the read data sets ({records} records each)...");
+    /// Fills the stores of `peers` with `records` records, `per_append` per
+    /// call (raft-engine and okaywal only support the batched fill).
+    fn build(base: &Path, values: &Values, records: u64, per_append: u64, peers: &[Peer]) -> ReadFixtures {
+        eprintln!("  building the read data sets ({records} records each, {per_append} per append)...");
+        let has = |peer| peers.contains(&peer);
+        // Their fills are batched only (see `workloads`).
+        let batched = |peer| {
+            assert!(!has(peer) || per_append == BATCH, "{}: batched fill only", peer.name());
+            has(peer)
+        };
         ReadFixtures {
-            replog: stores::ReplogRead::build(base, values, records),
-            commitlog: stores::CommitlogRead::build(base, values, records),
-            raft: stores::RaftRead::build(base, values, records),
-            okaywal: stores::OkaywalRead::build(base, values, records),
-            raw: raw::MmapRead::build(base, values, records),
+            replog: has(Peer::Replog).then(|| stores::ReplogRead::build(base, values, records, per_append)),
+            commitlog: has(Peer::Commitlog).then(|| stores::CommitlogRead::build(base, values, records, per_append)),
+            raft: batched(Peer::RaftEngine).then(|| stores::RaftRead::build(base, values, records)),
+            okaywal: batched(Peer::Okaywal).then(|| stores::OkaywalRead::build(base, values, records)),
+            // The raw file has no batches: the same layout either way.
+            raw: has(Peer::Raw).then(|| raw::MmapRead::build(base, values, records)),
             expected: values.expected_touch(records),
         }
     }
 
     fn read(&self, peer: Peer, records: u64, replog_batches: bool) -> Sample {
         let expected = self.expected;
+        let missing = "no read data set for this store";
         match peer {
-            Peer::Replog => self.replog.read(records, expected, replog_batches),
-            Peer::Commitlog => self.commitlog.read(records, expected),
-            Peer::RaftEngine => self.raft.read(records, expected),
-            Peer::Okaywal => self.okaywal.read(records, expected),
-            Peer::Raw => self.raw.read(records, expected),
+            Peer::Replog => self
+                .replog
+                .as_ref()
+                .expect(missing)
+                .read(records, expected, replog_batches),
+            Peer::Commitlog => self.commitlog.as_ref().expect(missing).read(records, expected),
+            Peer::RaftEngine => self.raft.as_ref().expect(missing).read(records, expected),
+            Peer::Okaywal => self.okaywal.as_ref().expect(missing).read(records, expected),
+            Peer::Raw => self.raw.as_ref().expect(missing).read(records, expected),
             Peer::RawFalloc => unreachable!("no read variant"),
         }
     }
@@ -217,7 +259,7 @@ fn measure(base: &Path, values: &Values, s: &Settings, kind: Kind, peer: Peer, r
             Peer::Raw => raw::mmap_append(base, values, per_step, s.append, true),
             Peer::RawFalloc => raw::mmap_append(base, values, per_step, s.append, false),
         },
-        Kind::Read { replog_batches } => reads.expect("read fixtures").read(peer, s.read_records, replog_batches),
+        Kind::Read { replog_batches, .. } => reads.expect("read fixtures").read(peer, s.read_records, replog_batches),
         Kind::Durable {
             threads,
             per_op,
@@ -253,8 +295,40 @@ fn measure(base: &Path, values: &Values, s: &Settings, kind: Kind, peer: Peer, r
     }
 }
 
+/// Which workloads `--only` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    Append,
+    Read,
+    Durable,
+}
+
+impl Only {
+    fn parse(name: &str) -> Only {
+        match name {
+            "append" => Only::Append,
+            "read" => Only::Read,
+            "durable" => Only::Durable,
+            other => {
+                eprintln!("--only takes append, read or durable, not {other:?}");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    fn keeps(self, kind: Kind) -> bool {
+        matches!(
+            (self, kind),
+            (Only::Append, Kind::Append { .. })
+                | (Only::Read, Kind::Read { .. })
+                | (Only::Durable, Kind::Durable { .. })
+        )
+    }
+}
+
 struct Args {
     quick: bool,
+    only: Option<Only>,
     out: Option<PathBuf>,
     dir: PathBuf,
 }
@@ -262,6 +336,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         quick: false,
+        only: None,
         out: None,
         dir: std::env::temp_dir(),
     };
@@ -269,14 +344,16 @@ fn parse_args() -> Args {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => args.quick = true,
+            "--only" => args.only = Some(Only::parse(&it.next().expect("--only needs a kind"))),
             "--out" => args.out = Some(it.next().expect("--out needs a path").into()),
             "--dir" => args.dir = it.next().expect("--dir needs a path").into(),
             "-h" | "--help" => {
                 println!(
-                    "usage: replog-compare [--quick] [--out PATH] [--dir PATH]\n\
+                    "usage: replog-compare [--quick] [--only KIND] [--out PATH] [--dir PATH]\n\
                      \x20 --quick     short runs (about a minute) for a smoke test\n\
+                     \x20 --only KIND only the workloads of one kind: append, read or durable\n\
                      \x20 --out PATH  where the Markdown goes (default: results.md, or results-quick.md\n\
-                     \x20             with --quick, next to this crate's Cargo.toml)\n\
+                     \x20             with --quick or --only, next to this crate's Cargo.toml)\n\
                      \x20 --dir PATH  where the temporary stores are created (default: $TMPDIR or /tmp)"
                 );
                 std::process::exit(0);
@@ -295,7 +372,12 @@ fn main() {
     let started = Instant::now();
     let settings = Settings::new(args.quick);
     let out = args.out.unwrap_or_else(|| {
-        let name = if args.quick { "results-quick.md" } else { "results.md" };
+        // A partial run must not overwrite the kept results either.
+        let name = if args.quick || args.only.is_some() {
+            "results-quick.md"
+        } else {
+            "results.md"
+        };
         Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
     });
     let base = args.dir;
@@ -315,10 +397,17 @@ fn main() {
     let values = Values::new();
 
     let mut rows = Vec::new();
-    for workload in workloads() {
+    let chosen = workloads()
+        .into_iter()
+        .filter(|w| args.only.is_none_or(|only| only.keeps(w.kind)));
+    for workload in chosen {
         eprintln!("{}", workload.label);
-        let reads = matches!(workload.kind, Kind::Read { .. }).then(|| {
-            let fixtures = ReadFixtures::build(&base, &values, settings.read_records);
+        let reads = match workload.kind {
+            Kind::Read { per_append, .. } => Some(per_append),
+            _ => None,
+        }
+        .map(|per_append| {
+            let fixtures = ReadFixtures::build(&base, &values, settings.read_records, per_append, &workload.peers);
             // Warm-up: one untimed read of each data set.
             for &peer in &workload.peers {
                 fixtures.read(peer, settings.read_records, false);

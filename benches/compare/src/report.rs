@@ -282,8 +282,9 @@ fn semantics(s: &Settings) -> String {
 - Non-durable appends (rows 1, 2): each run warms up for {aw} or {awr} records, whichever comes first, into the
   same store, then is timed for {ad} or {acap} records, whichever comes first. okaywal's durable batches in row 2
   use the same shape ({dw} / {dd}).
-- Sequential read: each store is filled once with {reads} records in batches of 100 (okaywal: entries of 1000
-  chunks, since each of its commits is an fsync), read once untimed, then each repetition reopens the store
+- Sequential read: each store is filled once per row with {reads} records in batches of 100 (okaywal: entries
+  of 1000 chunks, since each of its commits is an fsync), or, in the one-record-batch rows, one record per call
+  (replog `append`, commitlog `append_msg`; the raw file is the same in both), read once untimed, then each repetition reopens the store
   (untimed) and times one read of everything from the start. Every value's length, first and last byte are
   summed and the sum is checked, so each store must return every record with its content. All data sets fit in
   the page cache: this measures the read path's CPU cost, not the disk.

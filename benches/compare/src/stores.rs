@@ -126,13 +126,19 @@ pub struct ReplogRead {
 }
 
 impl ReplogRead {
-    pub fn build(base: &Path, values: &Values, records: u64) -> ReplogRead {
+    /// `records` records, `per_append` per call: `append` when 1 (so
+    /// one-record batches), else `append_batch`.
+    pub fn build(base: &Path, values: &Values, records: u64, per_append: u64) -> ReplogRead {
         let dir = temp_dir(base);
         let log = Log::open(dir.path(), replog_options(SyncPolicy::Never)).expect("replog open");
-        let mut refs: Vec<&[u8]> = Vec::with_capacity(BATCH as usize);
-        for i in (0..records).step_by(BATCH as usize) {
+        let mut refs: Vec<&[u8]> = Vec::with_capacity(per_append as usize);
+        for i in (0..records).step_by(per_append as usize) {
+            if per_append == 1 {
+                log.append(values.get(i)).expect("replog append");
+                continue;
+            }
             refs.clear();
-            refs.extend((i..(i + BATCH).min(records)).map(|j| values.get(j)));
+            refs.extend((i..(i + per_append).min(records)).map(|j| values.get(j)));
             log.append_batch(&refs).expect("replog append_batch");
         }
         log.close().expect("replog close");
@@ -205,13 +211,19 @@ pub struct CommitlogRead {
 }
 
 impl CommitlogRead {
-    pub fn build(base: &Path, values: &Values, records: u64) -> CommitlogRead {
+    /// `records` records, `per_append` per call: `append_msg` when 1, else
+    /// `append` of a `MessageBuf`.
+    pub fn build(base: &Path, values: &Values, records: u64, per_append: u64) -> CommitlogRead {
         let dir = temp_dir(base);
         let mut log = commitlog_open(dir.path());
         let mut buf = MessageBuf::default();
-        for i in (0..records).step_by(BATCH as usize) {
+        for i in (0..records).step_by(per_append as usize) {
+            if per_append == 1 {
+                log.append_msg(values.get(i)).expect("commitlog append_msg");
+                continue;
+            }
             buf.clear();
-            for j in i..(i + BATCH).min(records) {
+            for j in i..(i + per_append).min(records) {
                 buf.push(values.get(j)).expect("commitlog push");
             }
             log.append(&mut buf).expect("commitlog append");
