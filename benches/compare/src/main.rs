@@ -4,6 +4,7 @@
 //! `cargo run --release [-- --quick] [--out PATH] [--dir PATH]`; see README.md.
 
 mod harness;
+mod latency;
 mod machine;
 mod raw;
 mod report;
@@ -35,6 +36,10 @@ pub struct Settings {
     pub durable_run: Duration,
     /// Size of the raw `write` + `fdatasync` file, one record / 100 per op.
     pub raw_sync_bytes: (u64, u64),
+    /// The latency rows: bytes appended one record per call, segment size.
+    pub latency_bytes: (u64, u64),
+    /// Fresh logs in a row, and the bytes each gets one by one, then batched.
+    pub fresh_logs: (usize, u64),
 }
 
 impl Settings {
@@ -61,6 +66,8 @@ impl Settings {
                 durable_warmup: secs(0.1),
                 durable_run: secs(0.3),
                 raw_sync_bytes: (32 << 20, 128 << 20),
+                latency_bytes: (256 << 20, 16 << 20),
+                fresh_logs: (4, 20_000_000),
             }
         } else {
             Settings {
@@ -83,6 +90,8 @@ impl Settings {
                 durable_warmup: secs(0.2),
                 durable_run: secs(0.7),
                 raw_sync_bytes: (64 << 20, 256 << 20),
+                latency_bytes: (2 << 30, 128 << 20),
+                fresh_logs: (4, 100_000_000),
             }
         }
     }
@@ -301,6 +310,8 @@ enum Only {
     Append,
     Read,
     Durable,
+    /// Only the latency and fresh-log sections.
+    Latency,
 }
 
 impl Only {
@@ -309,8 +320,9 @@ impl Only {
             "append" => Only::Append,
             "read" => Only::Read,
             "durable" => Only::Durable,
+            "latency" => Only::Latency,
             other => {
-                eprintln!("--only takes append, read or durable, not {other:?}");
+                eprintln!("--only takes append, read, durable or latency, not {other:?}");
                 std::process::exit(2);
             }
         }
@@ -351,7 +363,7 @@ fn parse_args() -> Args {
                 println!(
                     "usage: replog-compare [--quick] [--only KIND] [--out PATH] [--dir PATH]\n\
                      \x20 --quick     short runs (about a minute) for a smoke test\n\
-                     \x20 --only KIND only the workloads of one kind: append, read or durable\n\
+                     \x20 --only KIND only the workloads of one kind: append, read, durable or latency\n\
                      \x20 --out PATH  where the Markdown goes (default: results.md, or results-quick.md\n\
                      \x20             with --quick or --only, next to this crate's Cargo.toml)\n\
                      \x20 --dir PATH  where the temporary stores are created (default: $TMPDIR or /tmp)"
@@ -442,6 +454,11 @@ fn main() {
         rows.push(row);
     }
 
+    let latency = args
+        .only
+        .is_none_or(|only| only == Only::Latency)
+        .then(|| latency_section(&base, &values, &settings));
+
     let elapsed = started.elapsed();
     machine.finish();
     let table = report::table(&rows);
@@ -452,7 +469,64 @@ fn main() {
         settings.durable_reps,
         report::duration(elapsed)
     );
-    let markdown = report::markdown(&machine, &settings, &base, &rows, elapsed);
+    let mut markdown = report::markdown(&machine, &settings, &base, &rows, elapsed);
+    if let Some(section) = latency {
+        println!("\n{section}");
+        markdown.push_str(&section);
+    }
     std::fs::write(&out, markdown).expect("write results");
     println!("Markdown written to {}", out.display());
+}
+
+/// Issue 10's latency and fresh-log rows, as a Markdown section.
+fn latency_section(base: &Path, values: &Values, s: &Settings) -> String {
+    use std::fmt::Write as _;
+    let (bytes, segment_bytes) = s.latency_bytes;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n## Append latency, one record per call (issue 10)\n\n{} MiB of 256-byte values, one `append` per value, \
+         {} MiB segments, `SyncPolicy::Never`, each call timed alone; \"raw\" copies each value into maps of the \
+         same size whose pages were all faulted in before timing, timed the same way. Runs alternate, replog first.\n",
+        bytes >> 20,
+        segment_bytes >> 20
+    );
+    let _ = writeln!(
+        out,
+        "| run | calls | segment changes | p50 | p99 | p99.9 | p99.99 | max |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for rep in 1..=2 {
+        eprintln!("append latency, rep {rep}/2");
+        let runs = [
+            ("replog", latency::replog_append(base, values, bytes, segment_bytes)),
+            ("raw", latency::raw_copy(base, values, bytes, segment_bytes)),
+        ];
+        for (name, l) in runs {
+            let _ = writeln!(
+                out,
+                "| {name} ({rep}) | {} | {} | {:?} | {:?} | {:?} | {:?} | {:?} |",
+                l.calls, l.rolls, l.p50, l.p99, l.p999, l.p9999, l.max
+            );
+        }
+    }
+    let (logs, per_log) = s.fresh_logs;
+    eprintln!("fresh logs: {logs} in a row");
+    let rates = latency::fresh_logs(base, values, logs, per_log);
+    let mut sorted = rates.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = (sorted[(logs - 1) / 2] + sorted[logs / 2]) / 2.0;
+    let spread = rates.iter().map(|r| (r / median - 1.0).abs()).fold(0.0, f64::max);
+    let _ = writeln!(
+        out,
+        "\n## Fresh logs one after another (issue 10)\n\n{logs} logs opened in turn in this process, each given {} MB of \
+         one-record appends, then timed appending {} MB more in batches of 100 (`SyncPolicy::Never`, 1 GiB \
+         segments). Records/s in order: {}; the farthest from the median ({}) is {:.0}% off.\n",
+        per_log / 1_000_000,
+        per_log / 1_000_000,
+        rates.iter().map(|r| report::rate(*r)).collect::<Vec<_>>().join(", "),
+        report::rate(median),
+        spread * 100.0
+    );
+    out
 }

@@ -25,7 +25,7 @@ pub const RECORD_BYTES: usize = 8 + VALUE_BYTES;
 pub static POPULATE_FALLBACK: AtomicBool = AtomicBool::new(false);
 
 #[inline]
-fn encode(out: &mut [u8], value: &[u8]) {
+pub fn encode(out: &mut [u8], value: &[u8]) {
     out[..8].copy_from_slice(&(value.len() as u64).to_le_bytes());
     out[8..8 + value.len()].copy_from_slice(value);
 }
@@ -61,6 +61,21 @@ fn zero_fill(file: &File, len: u64) {
         left -= n as u64;
     }
     file.sync_all().expect("fsync");
+}
+
+/// A new file at `path` of `len` bytes (`fallocate`), mapped read-write,
+/// every page faulted in: the latency baseline's "segments".
+pub fn prefaulted_map(path: &Path, len: u64) -> MmapMut {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .expect("create raw file");
+    fallocate(&file, len);
+    let mut map = map_mut(&file, len);
+    prefault(&mut map);
+    map
 }
 
 /// Maps `file` (already `len` bytes long) read-write.
