@@ -93,14 +93,9 @@ impl Shared {
         if writer.prefault.read_around() != read_around {
             writer.active.set_read_around(!read_around);
         }
-        let wanted = position + writer.prefault.bytes.min(writer.active.remaining());
-        if wanted > writer.active.allocated() {
-            // Allocating here, ahead of the writer, lets pre-faulting run
-            // ahead too (it stays below the allocated length). Best effort:
-            // on a full disk the append that needs the space reports it.
-            let _ = writer.active.reserve(wanted - position);
-        }
-        let target = wanted.min(writer.active.allocated());
+        // The pre-fault task allocates the file ahead of it as it goes; an
+        // append that finds no room allocates itself (`reserve`).
+        let target = position + writer.prefault.bytes.min(writer.active.remaining());
         if target <= writer.prefault.requested_to {
             return;
         }

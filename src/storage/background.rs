@@ -18,6 +18,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::mmap::MappedFile;
 use super::pool::{Task, TaskHandle};
+use super::segment_writer::allocation_for;
 use crate::error::Result;
 
 /// Bytes populated per `madvise` call, so a retarget never waits long.
@@ -38,6 +39,9 @@ struct State {
     write_back_wanted_to: u64,
     /// Chunks being worked on (at most one per side).
     busy: u8,
+    /// Allocating ahead failed (a full disk): pre-fault only what the
+    /// writer allocated itself, until the next retarget.
+    allocation_failed: bool,
     stop: bool,
     unsupported: bool,
 }
@@ -109,6 +113,7 @@ impl Prefaulter {
             self.shared.changed.wait(&mut state);
         }
         state.target = target;
+        state.allocation_failed = false;
         state.done_to = from;
         state.wanted_to = from;
         state.written_back_to = from;
@@ -166,7 +171,12 @@ fn next_work(state: &State, side: Side) -> Option<Work> {
     let map = state.target.as_ref()?;
     match side {
         Side::Populate => {
-            let wanted = state.wanted_to.min(map.len());
+            let limit = if state.allocation_failed {
+                map.allocated()
+            } else {
+                map.len()
+            };
+            let wanted = state.wanted_to.min(limit);
             (!state.unsupported && state.done_to < wanted).then(|| {
                 let end = wanted.min(state.done_to + CHUNK_BYTES);
                 Work::Populate(Arc::clone(map), state.done_to, end)
@@ -191,8 +201,18 @@ impl Task for Worker {
         }
         let work = next_work(&state, self.side)?;
         state.busy += 1;
+        let mut allocation_failed = false;
         let outcome = parking_lot::MutexGuard::unlocked(&mut state, || match &work {
-            Work::Populate(map, start, end) => map.populate(*start..*end).is_ok(),
+            Work::Populate(map, start, end) => {
+                // Allocating here, ahead of the writer, keeps `fallocate`
+                // (which can wait for a journal commit) off the append path;
+                // the writer allocates itself only if this falls behind.
+                if *end > map.allocated() && map.allocate_to(allocation_for(*end, map.len())).is_err() {
+                    allocation_failed = true;
+                }
+                // Never past the allocation (mmap invariant 5).
+                map.populate(*start..(*end).min(map.allocated())).is_ok()
+            }
             // A failed write-back start is harmless: the log's own syncs
             // write everything and report their failures.
             Work::WriteBack(map, start, end) => map.start_write_back(*start..*end).is_ok(),
@@ -205,8 +225,11 @@ impl Task for Worker {
                 if !outcome {
                     state.unsupported = true;
                 }
-                if same_target(&state, &map) && state.done_to == start {
-                    state.done_to = end;
+                if same_target(&state, &map) {
+                    state.allocation_failed |= allocation_failed;
+                    if state.done_to == start {
+                        state.done_to = end.min(map.allocated());
+                    }
                 }
             }
             Work::WriteBack(map, start, end) => {

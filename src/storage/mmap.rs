@@ -32,9 +32,10 @@
 //!    whole mapping when created (so no page of the mapping lies past the
 //!    end of the file) but its blocks are allocated with `fallocate` in
 //!    steps ahead of the writer; past the allocated length it is sparse.
-//!    The [`MapWriter`] is told a new allocated length only after
-//!    `fallocate` returned, and its writes never reach past that length
-//!    (asserted); pre-faulting is likewise kept below it. So a write through
+//!    The allocated length ([`MappedFile::allocated`]) is raised only after
+//!    `fallocate` returned ([`MappedFile::allocate_to`], by the writer or
+//!    ahead of it by the pre-fault task), and the [`MapWriter`]'s writes
+//!    never reach past it (asserted); pre-faulting is likewise kept below it. So a write through
 //!    the mapping never needs a block allocation and cannot fault with
 //!    SIGBUS on a full disk: the full disk is the error of the `fallocate`
 //!    of the next step.
@@ -48,6 +49,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bytes::Bytes;
 use memmap2::{Advice, MmapOptions, MmapRaw};
 
+use super::fs::preallocate;
 use crate::error::{Error, Result};
 use crate::format::ByteSink;
 
@@ -62,6 +64,12 @@ pub(crate) struct MappedFile {
     frozen: AtomicU64,
     /// Set once the single writer has been handed out (invariant 3).
     writer_taken: AtomicBool,
+    /// Bytes of the file allocated (`fallocate`): writes and pre-faulting
+    /// stay below it (invariant 5). Only grows.
+    allocated: AtomicU64,
+    /// Serializes `allocate_to`, so the zero-writing fallback never writes
+    /// over bytes another caller's allocation already let the writer fill.
+    allocating: parking_lot::Mutex<()>,
 }
 
 impl MappedFile {
@@ -90,6 +98,8 @@ impl MappedFile {
             file,
             frozen: AtomicU64::new(frozen),
             writer_taken: AtomicBool::new(false),
+            allocated: AtomicU64::new(0),
+            allocating: parking_lot::Mutex::new(()),
         }))
     }
 
@@ -99,10 +109,36 @@ impl MappedFile {
         if self.writer_taken.swap(true, Ordering::AcqRel) {
             return None;
         }
-        Some(MapWriter {
-            map: Arc::clone(self),
-            allocated: allocated.min(self.len()),
-        })
+        self.allocated.fetch_max(allocated.min(self.len()), Ordering::AcqRel);
+        Some(MapWriter { map: Arc::clone(self) })
+    }
+
+    /// Bytes of the file known to be allocated (invariant 5).
+    pub(crate) fn allocated(&self) -> u64 {
+        self.allocated.load(Ordering::Acquire)
+    }
+
+    /// Allocates the file's blocks up to `target` bytes (at most the
+    /// mapping's length) if they are not yet, then raises
+    /// [`MappedFile::allocated`]. Called by the writer when it needs the
+    /// room, and ahead of it by the pre-fault task.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if `fallocate` fails (a full disk); nothing changes.
+    pub(crate) fn allocate_to(&self, target: u64) -> Result<()> {
+        let target = target.min(self.len());
+        let _serial = self.allocating.lock();
+        let from = self.allocated();
+        if target <= from {
+            return Ok(());
+        }
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        preallocate(file, &self.path, from..target)?;
+        self.allocated.fetch_max(target, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Length of the mapping in bytes.
@@ -221,21 +257,12 @@ impl AsRef<[u8]> for FrozenSlice {
 #[derive(Debug)]
 pub(crate) struct MapWriter {
     map: Arc<MappedFile>,
-    /// Bytes of the file known to be allocated: writes end at or below it
-    /// (invariant 5).
-    allocated: u64,
 }
 
 impl MapWriter {
     /// Bytes of the file known to be allocated.
     pub(crate) fn allocated(&self) -> u64 {
-        self.allocated
-    }
-
-    /// Records that the file is now allocated up to `len` bytes. Call only
-    /// after `fallocate` (or writing zeros) returned for that length.
-    pub(crate) fn set_allocated(&mut self, len: u64) {
-        self.allocated = self.allocated.max(len.min(self.map.len()));
+        self.map.allocated()
     }
 
     /// Turns read-around on page faults on or off for the whole mapping
@@ -263,9 +290,9 @@ impl MapWriter {
         );
         assert!(end <= self.map.len(), "write to {end} past the mapping");
         assert!(
-            end <= self.allocated,
+            end <= self.map.allocated(),
             "write to {end} past the allocated {}",
-            self.allocated
+            self.map.allocated()
         );
         // SAFETY: the destination `position..end` is inside the mapping
         // (asserted) and at or past `frozen` (asserted), so no reader views it

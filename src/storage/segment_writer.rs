@@ -77,7 +77,7 @@ pub(crate) fn allocation_for(needed: u64, capacity: u64) -> u64 {
 pub(crate) fn allocate_active(file: &File, path: &Path, allocated: u64, capacity: u64) -> Result<()> {
     preallocate(file, path, 0..allocated)?;
     let len = file.metadata().map_err(|e| Error::io("stat segment", path, e))?.len();
-    if len < capacity && std::env::var_os("NOSPARSE").is_none() {
+    if len < capacity {
         file.set_len(capacity).map_err(|e| Error::io("size segment", path, e))?;
     }
     Ok(())
@@ -275,12 +275,6 @@ impl SegmentWriter {
         self.writer.set_read_around(on);
     }
 
-    /// Bytes of the file allocated so far: writes and pre-faulting stay
-    /// below it.
-    pub(crate) fn allocated(&self) -> u64 {
-        self.writer.allocated()
-    }
-
     /// Makes sure the next `bytes` bytes are allocated, extending the file
     /// by the next step if not. The caller checked they fit the segment.
     ///
@@ -292,10 +286,9 @@ impl SegmentWriter {
         if needed <= self.writer.allocated() {
             return Ok(());
         }
-        let target = allocation_for(needed, self.writer.mapping().len());
-        preallocate(&self.file, self.segment.path(), self.writer.allocated()..target)?;
-        self.writer.set_allocated(target);
-        Ok(())
+        self.writer
+            .mapping()
+            .allocate_to(allocation_for(needed, self.writer.mapping().len()))
     }
 
     /// Encodes `records` as one batch straight into the mapping, checksums it
