@@ -156,34 +156,22 @@ fn assert_holds(log: &Log, expected: &[Vec<u8>], context: &str) {
 
 /// Asserts `result` is the `Error::Io` of a file grown past `RLIMIT_FSIZE`.
 fn assert_disk_full<T: std::fmt::Debug>(result: replog::Result<T>, what: &str) -> Error {
-    match result {
-        Err(error @ Error::Io { .. }) => {
-            let Error::Io { source, .. } = &error else {
-                unreachable!()
-            };
-            assert_eq!(
-                source.kind(),
-                ErrorKind::StorageFull,
-                "{what}: expected ENOSPC, got {error}"
-            );
-            error
-        }
-        Err(other) => panic!("{what}: expected Error::Io, got {other:?}"),
-        Ok(value) => panic!("{what}: expected Error::Io, got Ok({value:?})"),
-    }
+    assert_io_error(result, ErrorKind::StorageFull, what)
 }
 
 fn assert_file_too_large<T: std::fmt::Debug>(result: replog::Result<T>, what: &str) -> Error {
+    assert_io_error(result, ErrorKind::FileTooLarge, what)
+}
+
+/// Checks that `result` is an `Error::Io` of `kind` (`ENOSPC`: a full file
+/// system; `EFBIG`: past `RLIMIT_FSIZE`), and returns it.
+fn assert_io_error<T: std::fmt::Debug>(result: replog::Result<T>, kind: ErrorKind, what: &str) -> Error {
     match result {
         Err(error @ Error::Io { .. }) => {
             let Error::Io { source, .. } = &error else {
                 unreachable!()
             };
-            assert_eq!(
-                source.kind(),
-                ErrorKind::FileTooLarge,
-                "{what}: expected EFBIG, got {error}"
-            );
+            assert_eq!(source.kind(), kind, "{what}: expected {kind:?}, got {error}");
             error
         }
         Err(other) => panic!("{what}: expected Error::Io, got {other:?}"),
