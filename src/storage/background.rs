@@ -23,10 +23,10 @@ use crate::error::Result;
 
 /// Bytes populated per `madvise` call, so a retarget never waits long.
 const CHUNK_BYTES: u64 = 1 << 20;
-/// Bytes whose write-back is started per call behind the writer. Small:
-/// starting write-back of unwritten extents converts them, which holds the
-/// file's extent lock, and on the 2-core VM a 4 MiB call took 6-14 ms.
-const WRITE_BACK_CHUNK_BYTES: u64 = 1 << 20;
+/// Bytes whose write-back is started per call behind the writer. A 4 MiB
+/// call took 6-14 ms on the 2-core VM (starting write-back of unwritten
+/// extents converts them); pre-faulting waits behind it in the same task.
+const WRITE_BACK_CHUNK_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, Default)]
 struct State {
@@ -37,7 +37,7 @@ struct State {
     written_back_to: u64,
     /// The writer asked for frozen bytes below this to be flushed.
     write_back_wanted_to: u64,
-    /// Chunks being worked on (at most one per side).
+    /// Chunks being worked on (at most one: one task per log).
     busy: u8,
     /// Allocating ahead failed (a full disk): pre-fault only what the
     /// writer allocated itself, until the next retarget.
@@ -56,10 +56,13 @@ struct Shared {
 #[derive(Debug)]
 pub(crate) struct Prefaulter {
     shared: Arc<Shared>,
-    /// Pre-faulting and write-back, as separate pool tasks: a write-back
-    /// call that waits on the file system must not hold up pre-faulting,
-    /// or the writer outruns it and faults (and waits) itself.
-    tasks: Option<[TaskHandle; 2]>,
+    /// One pool task for both sides, pre-faulting first. Two tasks (one a
+    /// side) let a write-back call that waits on the file system not hold
+    /// up pre-faulting, but on 2 cores they ran beside the writer and
+    /// halved batched appends (`benches/compare --only append`: 15.6 M
+    /// records/s with one task, 7.7 M with two, one run each; 15.0-16.6 M
+    /// against 6.7-9.6 M over four alternating runs before and after).
+    task: Option<TaskHandle>,
 }
 
 impl Prefaulter {
@@ -71,36 +74,29 @@ impl Prefaulter {
     /// start one.
     pub(crate) fn start(enabled: bool, dir: &std::path::Path) -> Result<Prefaulter> {
         let shared = Arc::new(Shared::default());
-        let task = |side| {
-            let task: Arc<dyn Task> = Arc::new(Worker {
-                shared: Arc::clone(&shared),
-                side,
-            });
-            TaskHandle::register(task, dir)
-        };
-        let tasks = if enabled {
-            Some([task(Side::Populate)?, task(Side::WriteBack)?])
-        } else {
-            None
-        };
-        Ok(Prefaulter { shared, tasks })
+        let task = enabled
+            .then(|| {
+                let worker: Arc<dyn Task> = Arc::new(Worker {
+                    shared: Arc::clone(&shared),
+                });
+                TaskHandle::register(worker, dir)
+            })
+            .transpose()?;
+        Ok(Prefaulter { shared, task })
     }
 
     /// Asks for `[.., populate_to)` of the current target to be populated
     /// and, if given, its frozen bytes below `write_back_to` written back.
     pub(crate) fn request(&self, populate_to: u64, write_back_to: Option<u64>) {
-        let Some([populate, write_back]) = &self.tasks else {
+        let Some(task) = &self.task else {
             return;
         };
         let mut state = self.shared.state.lock();
         let populate_raised = raise(&mut state.wanted_to, populate_to);
         let write_back_raised = write_back_to.is_some_and(|upto| raise(&mut state.write_back_wanted_to, upto));
         drop(state);
-        if populate_raised {
-            populate.wake();
-        }
-        if write_back_raised {
-            write_back.wake();
+        if populate_raised || write_back_raised {
+            task.wake();
         }
     }
 
@@ -125,7 +121,7 @@ impl Prefaulter {
     /// mapping it held.
     pub(crate) fn stop(&mut self) {
         self.shared.state.lock().stop = true;
-        for task in self.tasks.take().into_iter().flatten() {
+        if let Some(task) = self.task.take() {
             task.cancel();
         }
         self.shared.state.lock().target = None;
@@ -147,17 +143,16 @@ fn raise(mark: &mut u64, to: u64) -> bool {
     raised
 }
 
-/// Which side of the writer a task works on.
+/// Which side of the writer a piece of work is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
     Populate,
     WriteBack,
 }
 
-/// One side's pool task.
+/// The pool task of one log's background work.
 struct Worker {
     shared: Arc<Shared>,
-    side: Side,
 }
 
 /// One piece of work.
@@ -199,7 +194,7 @@ impl Task for Worker {
         if state.stop {
             return None;
         }
-        let work = next_work(&state, self.side)?;
+        let work = next_work(&state, Side::Populate).or_else(|| next_work(&state, Side::WriteBack))?;
         state.busy += 1;
         let mut allocation_failed = false;
         let outcome = parking_lot::MutexGuard::unlocked(&mut state, || match &work {
@@ -240,6 +235,7 @@ impl Task for Worker {
         }
         // Wakes a retarget waiting for this chunk to end.
         self.shared.changed.notify_all();
-        (!state.stop && next_work(&state, self.side).is_some()).then(Instant::now)
+        let more = next_work(&state, Side::Populate).is_some() || next_work(&state, Side::WriteBack).is_some();
+        (!state.stop && more).then(Instant::now)
     }
 }
