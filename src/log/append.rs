@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, BATCH_HEADER_BYTES, BatchHeader, NewRecord};
 use crate::options::SyncPolicy;
 use crate::storage::durability::LogPosition;
+use crate::storage::segment::Segment;
 use crate::storage::segment_writer::SegmentWriter;
 
 impl Log {
@@ -337,53 +338,58 @@ impl Shared {
     /// Seals the active segment and starts a new one at the next offset.
     /// The new file is created first, so a full disk changes nothing. Under
     /// `SyncPolicy::Never` and `Interval` the seal runs in the background
-    /// (see `seal`): the roll creates a file and returns.
+    /// (see `seal`): the roll creates a file, unsynced, and returns.
     pub(super) fn roll(&self, writer: &mut Writer) -> Result<()> {
-        if self.seals_in_background() {
-            return self.roll_sealing_later(writer);
+        let in_background = self.seals_in_background();
+        if in_background {
+            // One seal in flight: a writer faster than the disk waits here.
+            self.wait_sealed()?;
         }
         let next = self.next_offset.load(Ordering::Acquire);
-        let (segment, fresh) = SegmentWriter::create(&self.segment_config(writer.generation), next, &[])?;
+        let start = LogPosition::segment_start(next);
+        let config = self.segment_config(writer.generation);
+        let (segment, fresh) = if in_background {
+            SegmentWriter::create_unsynced(&config, next)?
+        } else {
+            SegmentWriter::create(&config, next, &[])?
+        };
+        let next_file = in_background.then(|| fresh.file_handle()).transpose()?;
         self.prefaulter.retarget(None, 0);
         let old = std::mem::replace(&mut writer.active, fresh);
-        let result = (|| {
-            old.seal()?;
-            let mut segments = self.segments.snapshot().as_ref().clone();
-            segments.push(Arc::clone(&segment));
-            self.segments.replace(segments);
-            let start = LogPosition::segment_start(next);
-            self.group.advance(start);
-            self.write_recovery_point(&mut self.recovery_point.lock(), start)
-        })();
-        if let Err(e) = result {
-            self.group.poison();
-            return Err(e);
+        if let Some(next_file) = next_file {
+            self.publish_segment(&segment);
+            self.submit_seal(SealJob {
+                old,
+                next_file,
+                next_path: segment.path().to_path_buf(),
+                next_start: start,
+            });
+        } else {
+            let sealed = old.seal().and_then(|()| {
+                self.publish_segment(&segment);
+                self.sealed_up_to(start)
+            });
+            if let Err(e) = sealed {
+                self.group.poison();
+                return Err(e);
+            }
         }
         self.options.notify(|l| l.post_roll(next));
         self.restart_prefault(writer);
         self.enforce_retention_locked(writer)
     }
 
-    /// [`Shared::roll`] with the seal handed to the background pool.
-    fn roll_sealing_later(&self, writer: &mut Writer) -> Result<()> {
-        // One seal in flight: a writer faster than the disk waits here.
-        self.wait_sealed()?;
-        let next = self.next_offset.load(Ordering::Acquire);
-        let (segment, fresh) = SegmentWriter::create_unsynced(&self.segment_config(writer.generation), next)?;
-        let next_file = fresh.file_handle()?;
-        self.prefaulter.retarget(None, 0);
-        let old = std::mem::replace(&mut writer.active, fresh);
+    /// Adds a new (active) segment to the list readers take.
+    fn publish_segment(&self, segment: &Arc<Segment>) {
         let mut segments = self.segments.snapshot().as_ref().clone();
-        segments.push(Arc::clone(&segment));
+        segments.push(Arc::clone(segment));
         self.segments.replace(segments);
-        self.submit_seal(SealJob {
-            old,
-            next_file,
-            next_path: segment.path().to_path_buf(),
-            next_start: LogPosition::segment_start(next),
-        });
-        self.options.notify(|l| l.post_roll(next));
-        self.restart_prefault(writer);
-        self.enforce_retention_locked(writer)
+    }
+
+    /// Moves the durable point to `start`, the beginning of the segment
+    /// after one just sealed (synced), and writes it as the recovery point.
+    pub(super) fn sealed_up_to(&self, start: LogPosition) -> Result<()> {
+        self.group.advance(start);
+        self.write_recovery_point(&mut self.recovery_point.lock(), start)
     }
 }

@@ -171,7 +171,6 @@ impl Shared {
             .sync_data()
             .map_err(|e| Error::io("fsync segment", &job.next_path, e))?;
         sync_dir(&self.dir)?;
-        self.group.advance(job.next_start);
-        self.write_recovery_point(&mut self.recovery_point.lock(), job.next_start)
+        self.sealed_up_to(job.next_start)
     }
 }

@@ -37,8 +37,7 @@ struct State {
     written_back_to: u64,
     /// The writer asked for frozen bytes below this to be flushed.
     write_back_wanted_to: u64,
-    /// Chunks being worked on (at most one: one task per log).
-    busy: u8,
+    busy: bool,
     /// Allocating ahead failed (a full disk): pre-fault only what the
     /// writer allocated itself, until the next retarget.
     allocation_failed: bool,
@@ -105,7 +104,7 @@ impl Prefaulter {
     /// trimmed.
     pub(crate) fn retarget(&self, target: Option<Arc<MappedFile>>, from: u64) {
         let mut state = self.shared.state.lock();
-        while state.busy > 0 {
+        while state.busy {
             self.shared.changed.wait(&mut state);
         }
         state.target = target;
@@ -143,13 +142,6 @@ fn raise(mark: &mut u64, to: u64) -> bool {
     raised
 }
 
-/// Which side of the writer a piece of work is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Populate,
-    WriteBack,
-}
-
 /// The pool task of one log's background work.
 struct Worker {
     shared: Arc<Shared>,
@@ -161,30 +153,26 @@ enum Work {
     WriteBack(Arc<MappedFile>, u64, u64),
 }
 
-/// The next piece of work for `side`.
-fn next_work(state: &State, side: Side) -> Option<Work> {
+/// The next piece of work: pre-faulting first (the writer is about to need
+/// it), then writing back.
+fn next_work(state: &State) -> Option<Work> {
     let map = state.target.as_ref()?;
-    match side {
-        Side::Populate => {
-            let limit = if state.allocation_failed {
-                map.allocated()
-            } else {
-                map.len()
-            };
-            let wanted = state.wanted_to.min(limit);
-            (!state.unsupported && state.done_to < wanted).then(|| {
-                let end = wanted.min(state.done_to + CHUNK_BYTES);
-                Work::Populate(Arc::clone(map), state.done_to, end)
-            })
-        }
-        Side::WriteBack => {
-            let write_back = state.write_back_wanted_to.min(map.frozen_len());
-            (state.written_back_to < write_back).then(|| {
-                let end = write_back.min(state.written_back_to + WRITE_BACK_CHUNK_BYTES);
-                Work::WriteBack(Arc::clone(map), state.written_back_to, end)
-            })
-        }
+    let populate_limit = if state.allocation_failed {
+        map.allocated()
+    } else {
+        map.len()
+    };
+    let wanted = state.wanted_to.min(populate_limit);
+    if !state.unsupported && state.done_to < wanted {
+        let end = wanted.min(state.done_to + CHUNK_BYTES);
+        return Some(Work::Populate(Arc::clone(map), state.done_to, end));
     }
+    let write_back = state.write_back_wanted_to.min(map.frozen_len());
+    if state.written_back_to < write_back {
+        let end = write_back.min(state.written_back_to + WRITE_BACK_CHUNK_BYTES);
+        return Some(Work::WriteBack(Arc::clone(map), state.written_back_to, end));
+    }
+    None
 }
 
 impl Task for Worker {
@@ -194,8 +182,8 @@ impl Task for Worker {
         if state.stop {
             return None;
         }
-        let work = next_work(&state, Side::Populate).or_else(|| next_work(&state, Side::WriteBack))?;
-        state.busy += 1;
+        let work = next_work(&state)?;
+        state.busy = true;
         let mut allocation_failed = false;
         let outcome = parking_lot::MutexGuard::unlocked(&mut state, || match &work {
             Work::Populate(map, start, end) => {
@@ -212,7 +200,7 @@ impl Task for Worker {
             // write everything and report their failures.
             Work::WriteBack(map, start, end) => map.start_write_back(*start..*end).is_ok(),
         });
-        state.busy -= 1;
+        state.busy = false;
         let same_target =
             |state: &State, map: &Arc<MappedFile>| state.target.as_ref().is_some_and(|t| Arc::ptr_eq(t, map));
         match work {
@@ -235,7 +223,6 @@ impl Task for Worker {
         }
         // Wakes a retarget waiting for this chunk to end.
         self.shared.changed.notify_all();
-        let more = next_work(&state, Side::Populate).is_some() || next_work(&state, Side::WriteBack).is_some();
-        (!state.stop && more).then(Instant::now)
+        (!state.stop && next_work(&state).is_some()).then(Instant::now)
     }
 }

@@ -35,10 +35,10 @@
 //!    The allocated length ([`MappedFile::allocated`]) is raised only after
 //!    `fallocate` returned ([`MappedFile::allocate_to`], by the writer or
 //!    ahead of it by the pre-fault task), and the [`MapWriter`]'s writes
-//!    never reach past it (asserted); pre-faulting is likewise kept below it. So a write through
-//!    the mapping never needs a block allocation and cannot fault with
-//!    SIGBUS on a full disk: the full disk is the error of the `fallocate`
-//!    of the next step.
+//!    never reach past it (asserted); pre-faulting is likewise kept below
+//!    it. So a write through the mapping never needs a block allocation and
+//!    cannot fault with SIGBUS on a full disk: the full disk is the error of
+//!    the `fallocate` of the next step.
 
 use std::fs::File;
 use std::ops::Range;

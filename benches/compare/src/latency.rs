@@ -42,7 +42,7 @@ impl Latency {
     }
 }
 
-/// Times each of `total_bytes / 256` calls of `op` (argument: the call's
+/// Times each of `calls` calls of `op` (argument: the call's
 /// index), in nanoseconds, saturating at `u32::MAX` (4.3 s).
 fn time_each(calls: u64, mut op: impl FnMut(u64)) -> Vec<u32> {
     let mut nanos = Vec::with_capacity(calls as usize);
