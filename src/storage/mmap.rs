@@ -211,11 +211,33 @@ impl MappedFile {
     }
 
     /// Starts writing back the dirty pages covering `range`, without waiting
-    /// for them and without a device flush (`POSIX_FADV_DONTNEED`, which on
-    /// Linux starts write-back and drops only clean pages no one maps; these
-    /// stay mapped). Makes nothing durable; a later sync finds less to do.
+    /// for them and without a device flush. Makes nothing durable; a later
+    /// sync finds less to do. The caller passes frozen bytes the writer has
+    /// left behind.
+    ///
+    /// It first unmaps the range from this process (`MADV_DONTNEED`; the
+    /// pages and their contents stay in the page cache, and a later access
+    /// maps them again with a minor fault), then starts write-back
+    /// (`POSIX_FADV_DONTNEED`, which on Linux starts it and drops only clean
+    /// pages no one maps). Cleaning a page that is still mapped
+    /// write-protects it with a TLB flush of its own, an interrupt to every
+    /// other core per 4 KiB page; unmapping first flushes once per range.
     pub(crate) fn start_write_back(&self, range: Range<u64>) -> std::io::Result<()> {
         let (start, len) = self.page_span(range);
+        if len > 0 {
+            // SAFETY: `start..start + len` lies inside the mapping
+            // (`page_span` clamps it). On a shared file mapping
+            // `MADV_DONTNEED` only removes this process's page-table entries:
+            // the file's pages keep their contents (dirty state moves to the
+            // page cache), and any later access, including through a view or
+            // `Bytes` handed out earlier, maps the same contents again. So no
+            // byte any reader can see changes (invariant 2) and the mapping
+            // itself stays valid.
+            unsafe {
+                self.map
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)?;
+            }
+        }
         match (&self.file, std::num::NonZeroU64::new(len as u64)) {
             (Some(file), Some(len)) => {
                 rustix::fs::fadvise(file, start as u64, Some(len), rustix::fs::Advice::DontNeed).map_err(Into::into)
