@@ -14,11 +14,11 @@
 //!   every log (group commit); `time` is one round (all threads done).
 //!   `single_node` is a plain `Log` (`Log::append`); `replicated` appends
 //!   to the leader with `Acks::All`. Target: replicated >= 50% of single-node.
-//! - `replication/batches_of_100/{single_node,replicated_1_producer,replicated_4_producers}`:
+//! - `replication/batches_of_100/{single_node,replicated_1_producer,replicated_4_producers,replicated_16_producers}`:
 //!   `SyncPolicy::Never`, batches of 100 records (`append_records`), 20 000
 //!   records per round: one thread for the single node (one log's appends
-//!   serialize anyway), one or four producers with `Acks::All` for the
-//!   cluster. Every log is replaced, outside the timed part, before it
+//!   serialize anyway), one, four or sixteen producers with `Acks::All`
+//!   for the cluster. Every log is replaced, outside the timed part, before it
 //!   holds 256 MiB. Target: replicated >= 40% of single-node.
 //! - `replication/commit_latency/{sync_never,sync_always}`: one producer, one
 //!   record per `append` with `Acks::All`, back to back: the time from the
@@ -368,7 +368,7 @@ fn batches(c: &mut Criterion, report: &mut String) {
             })
         });
     }
-    for producers in [1usize, 4] {
+    for producers in [1usize, 4, 16] {
         let name = format!(
             "replicated_{producers}_producer{}",
             if producers == 1 { "" } else { "s" }
@@ -404,7 +404,12 @@ fn batches(c: &mut Criterion, report: &mut String) {
         &recorded,
         SAMPLES,
         ROUND_RECORDS,
-        &["single_node", "replicated_1_producer", "replicated_4_producers"],
+        &[
+            "single_node",
+            "replicated_1_producer",
+            "replicated_4_producers",
+            "replicated_16_producers",
+        ],
     );
 }
 

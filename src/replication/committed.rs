@@ -105,7 +105,9 @@ impl Replica {
     /// `timeout` passes (real time); returns whether it is.
     pub fn wait_committed(&self, offset: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        self.notifier.wait_until(deadline, || self.high_watermark() > offset)
+        self.waiters
+            .commits
+            .wait_until(deadline, || self.high_watermark() > offset)
     }
 
     fn committed_out_of_range(&self, offset: u64, end: u64) -> Error {

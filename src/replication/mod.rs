@@ -51,6 +51,7 @@ mod replica;
 mod serve;
 mod state_file;
 mod transport;
+mod waiters;
 mod wire;
 
 pub use crate::replica_id::ReplicaId;

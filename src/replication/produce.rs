@@ -77,7 +77,8 @@ impl Replica {
             let tick = (Instant::now() + ACK_WAIT_TICK).min(deadline);
             let generation = self.role_generation.load(Ordering::SeqCst);
             let role_changed = || self.role_generation.load(Ordering::SeqCst) != generation;
-            self.notifier
+            self.waiters
+                .commits
                 .wait_until(tick, || self.high_watermark() >= next_offset || role_changed());
             if self.high_watermark() >= next_offset {
                 return Ok(());
@@ -126,7 +127,7 @@ impl Replica {
         state.confirm(isr);
         drop(leader);
         drop(role);
-        self.notifier.notify();
+        self.waiters.all();
         self.update_high_watermark();
         Ok(())
     }

@@ -13,10 +13,10 @@ use super::leader::LeaderState;
 use super::listener::ReplicaListener;
 use super::options::ReplicaOptions;
 use super::state_file::ReplicaState;
+use super::waiters::Waiters;
 use crate::error::{Error, Result};
 use crate::listener::LogListener;
 use crate::log::Log;
-use crate::notifier::Notifier;
 use crate::options::{Options, SyncPolicy};
 use crate::replica_id::ReplicaId;
 
@@ -66,7 +66,8 @@ pub struct Replica {
     pub(super) epoch: AtomicU64,
     /// Bumped at every role change, so waiters notice one.
     pub(super) role_generation: AtomicU64,
-    pub(super) notifier: Arc<Notifier>,
+    /// Threads waiting for an append, a sync or the high watermark.
+    pub(super) waiters: Arc<Waiters>,
     /// The high watermark last written to the `replica` file, and when.
     pub(super) persisted: Mutex<Persisted>,
     /// Set when the replica may have lost records others count (see
@@ -101,20 +102,20 @@ pub(super) struct Persisted {
 /// The log listener a replica installs: wakes its waiters on appends and
 /// syncs, then passes the event on to the application's log listener.
 struct Hook {
-    notifier: Arc<Notifier>,
+    waiters: Arc<Waiters>,
     inner: Option<Arc<dyn LogListener>>,
 }
 
 impl LogListener for Hook {
     fn post_append(&self, base_offset: u64, next_offset: u64) {
-        self.notifier.notify();
+        self.waiters.appended();
         if let Some(inner) = &self.inner {
             inner.post_append(base_offset, next_offset);
         }
     }
 
     fn post_durable(&self, durable_offset: u64) {
-        self.notifier.notify();
+        self.waiters.durable();
         if let Some(inner) = &self.inner {
             inner.post_durable(durable_offset);
         }
@@ -159,9 +160,9 @@ impl Replica {
     /// one of another log (never replaced by defaults, which could let the
     /// epoch or the high watermark go back).
     pub fn open(dir: impl AsRef<Path>, id: ReplicaId, options: ReplicaOptions) -> Result<Replica> {
-        let notifier = Arc::new(Notifier::default());
+        let waiters = Arc::new(Waiters::default());
         let hook = Hook {
-            notifier: Arc::clone(&notifier),
+            waiters: Arc::clone(&waiters),
             inner: options.log.listener_handle(),
         };
         let log_options = options.log.clone().listener(Arc::new(hook));
@@ -210,7 +211,7 @@ impl Replica {
             high_watermark: AtomicU64::new(high_watermark),
             epoch: AtomicU64::new(epoch),
             role_generation: AtomicU64::new(0),
-            notifier,
+            waiters,
             persisted: Mutex::new(Persisted {
                 high_watermark,
                 written_ms: now_ms,
@@ -392,7 +393,7 @@ impl Replica {
     pub fn close(mut self) -> Result<()> {
         let written = self.write_state(self.epoch());
         let closed = self.log.take().map_or(Ok(()), |log| log.close());
-        self.notifier.notify();
+        self.waiters.all();
         written.and(closed)
     }
 
@@ -417,7 +418,7 @@ impl Replica {
             reopened.truncate(durable).expect("cut the log at its durable offset");
         }
         reopened.simulate_crash();
-        self.notifier.notify();
+        self.waiters.all();
     }
 
     /// Epoch checks for a new leadership: not below the replica's epoch,
@@ -434,7 +435,7 @@ impl Replica {
 
     fn role_changed(&self, epoch: u64, role: Role, leader: Option<ReplicaId>) {
         self.role_generation.fetch_add(1, Ordering::SeqCst);
-        self.notifier.notify();
+        self.waiters.all();
         self.settings.listener.role_changed(self.id, epoch, role, leader);
     }
 
@@ -478,7 +479,7 @@ impl Replica {
     pub(super) fn raise_high_watermark(&self, candidate: u64) -> bool {
         let previous = self.high_watermark.fetch_max(candidate, Ordering::SeqCst);
         if candidate > previous {
-            self.notifier.notify();
+            self.waiters.all();
         }
         candidate > previous
     }

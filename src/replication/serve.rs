@@ -117,7 +117,7 @@ impl Replica {
         }
         let generation = self.role_generation.load(Ordering::SeqCst);
         let deadline = Instant::now() + max_wait;
-        let changed = self.notifier.wait_until(deadline, || {
+        let changed = self.waiters.fetches.wait_until(deadline, || {
             self.log().next_offset() > request.fetch_offset
                 || self.high_watermark() > high_watermark
                 || self.role_generation.load(Ordering::SeqCst) != generation
