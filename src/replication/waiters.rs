@@ -31,9 +31,11 @@ impl Waiters {
     }
 
     /// The high watermark rose, a role changed, or the replica closed:
-    /// everyone re-checks.
+    /// everyone re-checks. Producers first: their wait is the commit
+    /// latency, while a fetch woken for the high watermark only passes it
+    /// on.
     pub(super) fn all(&self) {
-        self.fetches.notify();
         self.commits.notify();
+        self.fetches.notify();
     }
 }
