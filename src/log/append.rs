@@ -354,7 +354,9 @@ impl Shared {
             SegmentWriter::create(&config, next, &[])?
         };
         let next_file = in_background.then(|| fresh.file_handle()).transpose()?;
-        self.prefaulter.retarget(None, 0);
+        // Without waiting for a chunk in progress on the old segment: its
+        // seal waits for that (`wait_released`) before trimming the file.
+        self.prefaulter.switch_to(None, 0);
         let old = std::mem::replace(&mut writer.active, fresh);
         if let Some(next_file) = next_file {
             self.publish_segment(&segment);
@@ -365,6 +367,7 @@ impl Shared {
                 next_start: start,
             });
         } else {
+            self.prefaulter.wait_released(old.mapping());
             let sealed = old.seal().and_then(|()| {
                 self.publish_segment(&segment);
                 self.sealed_up_to(start)

@@ -476,7 +476,7 @@ impl Log {
         let result = match writer.as_ref() {
             None => Ok(()),
             Some(writer) => {
-                self.shared.prefaulter.retarget(None, 0);
+                self.shared.prefaulter.release();
                 self.shared
                     .wait_sealed()
                     .and_then(|()| self.shared.close_locked(writer))

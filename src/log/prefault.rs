@@ -110,7 +110,7 @@ impl Shared {
     /// Points pre-faulting at the active segment after it changed.
     pub(super) fn restart_prefault(&self, writer: &mut Writer) {
         self.prefaulter
-            .retarget(Some(Arc::clone(writer.active.mapping())), writer.active.position());
+            .switch_to(Some(Arc::clone(writer.active.mapping())), writer.active.position());
         writer.prefault.requested_to = 0;
         if self.options.prefault_bytes > 0 {
             writer.active.set_read_around(writer.prefault.read_around());

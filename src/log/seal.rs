@@ -166,6 +166,9 @@ impl Shared {
     }
 
     fn seal(&self, job: SealJob) -> Result<()> {
+        // The roll switched pre-faulting away from the old segment without
+        // waiting; trimming it needs no chunk still running on it.
+        self.prefaulter.wait_released(job.old.mapping());
         job.old.seal()?;
         job.next_file
             .sync_data()

@@ -99,7 +99,7 @@ impl Shared {
         } else {
             Vec::new()
         };
-        self.prefaulter.retarget(None, 0);
+        self.prefaulter.release();
         let mut written = self.recovery_point.lock();
 
         // 1. Make what is kept durable and move the recovery point below the cut.
@@ -164,7 +164,7 @@ impl Shared {
     /// The body of [`Log::reset`]; see there for the order of steps.
     fn reset_locked(&self, writer: &mut Writer, offset: u64) -> Result<()> {
         let segments = self.segments.snapshot();
-        self.prefaulter.retarget(None, 0);
+        self.prefaulter.release();
         let mut written = self.recovery_point.lock();
         // 1. An empty epoch history: a crash now leaves the old log, whose
         //    history is then rebuilt from its batches.

@@ -21,7 +21,7 @@ use super::pool::{Task, TaskHandle};
 use super::segment_writer::allocation_for;
 use crate::error::Result;
 
-/// Bytes populated per `madvise` call, so a retarget never waits long.
+/// Bytes populated per `madvise` call, so a `release` never waits long.
 const CHUNK_BYTES: u64 = 1 << 20;
 /// Bytes whose write-back is started per call behind the writer. A 4 MiB
 /// call took 6-14 ms on the 2-core VM (starting write-back of unwritten
@@ -37,9 +37,10 @@ struct State {
     written_back_to: u64,
     /// The writer asked for frozen bytes below this to be flushed.
     write_back_wanted_to: u64,
-    busy: bool,
+    /// The mapping a pool thread is working on right now, outside the lock.
+    busy_on: Option<Arc<MappedFile>>,
     /// Allocating ahead failed (a full disk): pre-fault only what the
-    /// writer allocated itself, until the next retarget.
+    /// writer allocated itself, until the next switch.
     allocation_failed: bool,
     stop: bool,
     unsupported: bool,
@@ -99,21 +100,42 @@ impl Prefaulter {
         }
     }
 
-    /// Switches to a new mapping (or to none), starting at `from`. Returns
-    /// once no pool thread touches the previous mapping, so it may be
-    /// trimmed.
-    pub(crate) fn retarget(&self, target: Option<Arc<MappedFile>>, from: u64) {
+    /// Switches to a new mapping (or to none), starting at `from`, without
+    /// waiting for a chunk in progress on the previous one (a roll must not
+    /// wait behind a slow `madvise`): call [`Prefaulter::wait_released`]
+    /// before trimming that one.
+    pub(crate) fn switch_to(&self, target: Option<Arc<MappedFile>>, from: u64) {
         let mut state = self.shared.state.lock();
-        while state.busy {
-            self.shared.changed.wait(&mut state);
-        }
         state.target = target;
         state.allocation_failed = false;
         state.done_to = from;
         state.wanted_to = from;
         state.written_back_to = from;
         state.write_back_wanted_to = from;
-        self.shared.changed.notify_all();
+        drop(state);
+        if let Some(task) = &self.task {
+            task.wake();
+        }
+    }
+
+    /// Stops working on any mapping: returns once no pool thread touches
+    /// one, so any may be trimmed.
+    pub(crate) fn release(&self) {
+        self.switch_to(None, 0);
+        let mut state = self.shared.state.lock();
+        while state.busy_on.is_some() {
+            self.shared.changed.wait(&mut state);
+        }
+    }
+
+    /// Returns once no pool thread works on `map` (the current target
+    /// must be another by then, or it is worked on again), so it may be
+    /// trimmed.
+    pub(crate) fn wait_released(&self, map: &Arc<MappedFile>) {
+        let mut state = self.shared.state.lock();
+        while state.busy_on.as_ref().is_some_and(|busy| Arc::ptr_eq(busy, map)) {
+            self.shared.changed.wait(&mut state);
+        }
     }
 
     /// Stops the work: returns once no pool thread runs it, and drops the
@@ -183,7 +205,9 @@ impl Task for Worker {
             return None;
         }
         let work = next_work(&state)?;
-        state.busy = true;
+        state.busy_on = Some(match &work {
+            Work::Populate(map, ..) | Work::WriteBack(map, ..) => Arc::clone(map),
+        });
         let mut allocation_failed = false;
         let outcome = parking_lot::MutexGuard::unlocked(&mut state, || match &work {
             Work::Populate(map, start, end) => {
@@ -200,7 +224,7 @@ impl Task for Worker {
             // write everything and report their failures.
             Work::WriteBack(map, start, end) => map.start_write_back(*start..*end).is_ok(),
         });
-        state.busy = false;
+        state.busy_on = None;
         let same_target =
             |state: &State, map: &Arc<MappedFile>| state.target.as_ref().is_some_and(|t| Arc::ptr_eq(t, map));
         match work {
@@ -221,7 +245,7 @@ impl Task for Worker {
                 }
             }
         }
-        // Wakes a retarget waiting for this chunk to end.
+        // Wakes a `release` or `wait_released` waiting for this chunk.
         self.shared.changed.notify_all();
         (!state.stop && next_work(&state).is_some()).then(Instant::now)
     }
