@@ -25,10 +25,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::listener::LogListener;
+use crate::notifier::Notifier;
 
 /// A place in the log: a byte position in a segment, and the offset of the
 /// record that starts there. Used for the durable point (how far a
@@ -62,6 +63,9 @@ impl LogPosition {
 
 /// Longest a syncer waits for callers to gather before it flushes.
 const MAX_GATHER: Duration = Duration::from_micros(500);
+/// How long a waiter sleeps before it looks again on its own (the
+/// notifications wake it far sooner).
+const RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct State {
@@ -83,7 +87,14 @@ pub(crate) struct GroupCommit {
     durable_offset: AtomicU64,
     /// Told of every advance of the durable point, under the state lock.
     listener: Option<Arc<dyn LogListener>>,
-    done: Condvar,
+    /// `state.syncing`, readable without the lock.
+    syncing: AtomicBool,
+    /// Where callers sleep while another syncs: woken when a sync ends, the
+    /// durable point moves, or the log is poisoned. Waking them all at once
+    /// (a futex) matters: a condition variable handed the state lock from
+    /// one woken caller to the next, a context switch each, and with 16
+    /// writers that chain took as long as the sync.
+    done: Notifier,
     poisoned: AtomicBool,
     /// Calls to `wait_durable` so far.
     arrivals: AtomicU64,
@@ -104,7 +115,8 @@ impl GroupCommit {
                 last_group: 0,
                 last_sync_time: Duration::ZERO,
             }),
-            done: Condvar::new(),
+            syncing: AtomicBool::new(false),
+            done: Notifier::default(),
             poisoned: AtomicBool::new(false),
             arrivals: AtomicU64::new(0),
             truncations: AtomicU64::new(0),
@@ -127,9 +139,8 @@ impl GroupCommit {
 
     /// Marks the log poisoned (a sync outside group commit failed).
     pub(crate) fn poison(&self) {
-        self.poisoned.store(true, Ordering::Release);
-        let _guard = self.state.lock();
-        self.done.notify_all();
+        self.poisoned.store(true, Ordering::SeqCst);
+        self.done.notify();
     }
 
     /// How many truncations have reset the durable point so far.
@@ -153,17 +164,18 @@ impl GroupCommit {
         flush: impl Fn(LogPosition) -> Result<LogPosition>,
     ) -> Result<()> {
         self.arrivals.fetch_add(1, Ordering::AcqRel);
-        let mut state = self.state.lock();
         loop {
+            let mut state = self.state.lock();
             self.check()?;
             if state.durable.offset >= target || self.truncations() != truncations {
                 return Ok(());
             }
             if state.syncing {
-                self.done.wait(&mut state);
+                drop(state);
+                self.wait_for_sync_end(target, truncations);
                 continue;
             }
-            state.syncing = true;
+            self.set_syncing(&mut state, true);
             let from = state.durable;
             let gather_goal = state.arrivals_at_last_sync + state.last_group;
             let gather_for = state.last_sync_time.min(MAX_GATHER);
@@ -172,7 +184,6 @@ impl GroupCommit {
                 let clock = Instant::now();
                 (flush(from), started, clock.elapsed())
             });
-            state.syncing = false;
             state.last_group = started - state.arrivals_at_last_sync;
             state.arrivals_at_last_sync = started;
             state.last_sync_time = took;
@@ -182,14 +193,36 @@ impl GroupCommit {
                         self.set_durable(&mut state, to);
                         self.notify_durable(to.offset);
                     }
-                    self.done.notify_all();
+                    self.set_syncing(&mut state, false);
                 }
                 Err(e) => {
-                    self.poisoned.store(true, Ordering::Release);
-                    self.done.notify_all();
+                    self.poisoned.store(true, Ordering::SeqCst);
+                    self.set_syncing(&mut state, false);
                     return Err(e);
                 }
             }
+        }
+    }
+
+    /// Sleeps, without the state lock, until the sync in flight ended, the
+    /// durable point covers `target`, a truncation came, or the log was
+    /// poisoned.
+    fn wait_for_sync_end(&self, target: u64, truncations: u64) {
+        self.done.wait_until(Instant::now() + RECHECK, || {
+            !self.syncing.load(Ordering::SeqCst)
+                || self.durable_offset.load(Ordering::SeqCst) >= target
+                || self.truncations() != truncations
+                || self.is_poisoned()
+        });
+    }
+
+    /// Marks a sync as started or ended (under the state lock); an end
+    /// wakes the callers waiting for it.
+    fn set_syncing(&self, state: &mut State, syncing: bool) {
+        state.syncing = syncing;
+        self.syncing.store(syncing, Ordering::SeqCst);
+        if !syncing {
+            self.done.notify();
         }
     }
 
@@ -212,13 +245,17 @@ impl GroupCommit {
     /// sync in flight, then sets the durable point to `durable`, which may be
     /// lower than before.
     pub(crate) fn reset(&self, durable: LogPosition) {
-        let mut state = self.state.lock();
         self.truncations.fetch_add(1, Ordering::SeqCst);
+        self.done.notify();
+        let mut state = self.state.lock();
         while state.syncing {
-            self.done.wait(&mut state);
+            drop(state);
+            self.done
+                .wait_until(Instant::now() + RECHECK, || !self.syncing.load(Ordering::SeqCst));
+            state = self.state.lock();
         }
         self.set_durable(&mut state, durable);
-        self.done.notify_all();
+        self.done.notify();
     }
 
     /// Raises the durable point to `durable` if it lies after it (a sealed
@@ -228,7 +265,7 @@ impl GroupCommit {
         if durable.offset >= state.durable.offset && durable.is_after(&state.durable) {
             self.set_durable(&mut state, durable);
             self.notify_durable(durable.offset);
-            self.done.notify_all();
+            self.done.notify();
         }
     }
 
@@ -240,7 +277,7 @@ impl GroupCommit {
 
     fn set_durable(&self, state: &mut State, durable: LogPosition) {
         state.durable = durable;
-        self.durable_offset.store(durable.offset, Ordering::Release);
+        self.durable_offset.store(durable.offset, Ordering::SeqCst);
     }
 
     /// The durable point.
@@ -325,6 +362,42 @@ mod tests {
         // A waiter that read the count after the truncation waits as usual.
         group.wait_durable(6, group.truncations(), |_| Ok(at(6))).unwrap();
         assert_eq!(group.durable().offset, 6);
+    }
+
+    #[test]
+    fn the_end_of_a_sync_wakes_every_waiter_at_once() {
+        // One caller syncs for 50 ms; seven more arrive meanwhile and sleep.
+        // They must be back well before `RECHECK`, the interval at which a
+        // waiter whose notification was lost would look again on its own.
+        let group = Arc::new(GroupCommit::new(at(0), None));
+        let syncer = {
+            let group = Arc::clone(&group);
+            std::thread::spawn(move || {
+                group.wait_durable(1, 0, |_| {
+                    std::thread::sleep(Duration::from_millis(50));
+                    Ok(at(8))
+                })
+            })
+        };
+        while !group.syncing.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let start = Instant::now();
+        let waiters: Vec<_> = (2..=8)
+            .map(|target| {
+                let group = Arc::clone(&group);
+                std::thread::spawn(move || group.wait_durable(target, 0, |_| panic!("covered by the first sync")))
+            })
+            .collect();
+        syncer.join().unwrap().unwrap();
+        for waiter in waiters {
+            waiter.join().unwrap().unwrap();
+        }
+        let waited = start.elapsed();
+        assert!(
+            waited < RECHECK / 2,
+            "waiters took {waited:?}: the end of the sync did not wake them"
+        );
     }
 
     #[test]
