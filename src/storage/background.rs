@@ -18,7 +18,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::mmap::MappedFile;
 use super::pool::{Task, TaskHandle};
-use super::segment_writer::allocation_for;
+use super::segment_writer::{ALLOCATION_STEP_MAX_BYTES, allocation_for, allocation_step};
 use crate::error::Result;
 
 /// Bytes populated per `madvise` call, so a `release` never waits long.
@@ -197,6 +197,23 @@ fn next_work(state: &State) -> Option<Work> {
     None
 }
 
+/// Extends the allocation by a step once the populated end comes within
+/// half a step of it, after populating, for files allocated to the largest
+/// step already (a busy log; a small one keeps growing only as it fills):
+/// `fallocate` can wait tens of milliseconds (perf: 37 ms reading a block
+/// bitmap while write-back kept the disk busy), and a writer that reaches
+/// unallocated space waits for it. With half a step (32 MiB) allocated
+/// past the pre-faulted pages, the writer runs on, taking its own page
+/// faults, while it lasts.
+fn allocate_ahead(map: &MappedFile, populated_to: u64) -> Result<()> {
+    let allocated = map.allocated();
+    let step = allocation_step(allocated);
+    if allocated >= map.len() || step < ALLOCATION_STEP_MAX_BYTES || populated_to + step / 2 <= allocated {
+        return Ok(());
+    }
+    map.allocate_to(allocation_for(allocated, map.len()))
+}
+
 impl Task for Worker {
     /// One chunk of work; runs again at once while more is wanted.
     fn run(&self) -> Option<Instant> {
@@ -211,14 +228,18 @@ impl Task for Worker {
         let mut allocation_failed = false;
         let outcome = parking_lot::MutexGuard::unlocked(&mut state, || match &work {
             Work::Populate(map, start, end) => {
-                // Allocating here, ahead of the writer, keeps `fallocate`
-                // (which can wait for a journal commit) off the append path;
-                // the writer allocates itself only if this falls behind.
+                // Allocating here, ahead of the writer, keeps `fallocate` off
+                // the append path; the writer allocates itself only if this
+                // falls behind.
                 if *end > map.allocated() && map.allocate_to(allocation_for(*end, map.len())).is_err() {
                     allocation_failed = true;
                 }
                 // Never past the allocation (mmap invariant 5).
-                map.populate(*start..(*end).min(map.allocated())).is_ok()
+                let populated = map.populate(*start..(*end).min(map.allocated())).is_ok();
+                if !allocation_failed && allocate_ahead(map, *end).is_err() {
+                    allocation_failed = true;
+                }
+                populated
             }
             // A failed write-back start is harmless: the log's own syncs
             // write everything and report their failures.

@@ -55,15 +55,19 @@ impl ActiveTail {
 /// The smallest step the file of the active segment grows by.
 const ALLOCATION_STEP_MIN_BYTES: u64 = 1 << 20;
 /// The largest step.
-const ALLOCATION_STEP_MAX_BYTES: u64 = 64 << 20;
+pub(crate) const ALLOCATION_STEP_MAX_BYTES: u64 = 64 << 20;
 
 /// How far to allocate a segment file of `capacity` bytes whose data must
 /// reach `needed`: `needed` plus a step as large as what is there, between
 /// 1 MiB and 64 MiB, so a small log takes about a megabyte on disk and a
 /// busy one extends its file a few times per segment.
 pub(crate) fn allocation_for(needed: u64, capacity: u64) -> u64 {
-    let step = needed.clamp(ALLOCATION_STEP_MIN_BYTES, ALLOCATION_STEP_MAX_BYTES);
-    needed.saturating_add(step).min(capacity).max(needed)
+    needed.saturating_add(allocation_step(needed)).min(capacity).max(needed)
+}
+
+/// The step a file allocated up to `allocated` grows by next.
+pub(crate) fn allocation_step(allocated: u64) -> u64 {
+    allocated.clamp(ALLOCATION_STEP_MIN_BYTES, ALLOCATION_STEP_MAX_BYTES)
 }
 
 /// Prepares the file of an active segment (mmap invariant 5): blocks
