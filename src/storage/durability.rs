@@ -70,7 +70,6 @@ const RECHECK: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct State {
     durable: LogPosition,
-    syncing: bool,
     /// `arrivals` when the last sync started.
     arrivals_at_last_sync: u64,
     /// Callers that arrived between the last two sync starts: roughly how
@@ -87,7 +86,8 @@ pub(crate) struct GroupCommit {
     durable_offset: AtomicU64,
     /// Told of every advance of the durable point, under the state lock.
     listener: Option<Arc<dyn LogListener>>,
-    /// `state.syncing`, readable without the lock.
+    /// Whether a sync is in flight. Changed only under the state lock (so a
+    /// caller holding it sees a stable value), read without it by waiters.
     syncing: AtomicBool,
     /// Where callers sleep while another syncs: woken when a sync ends, the
     /// durable point moves, or the log is poisoned. Waking them all at once
@@ -110,7 +110,6 @@ impl GroupCommit {
             listener,
             state: Mutex::new(State {
                 durable,
-                syncing: false,
                 arrivals_at_last_sync: 0,
                 last_group: 0,
                 last_sync_time: Duration::ZERO,
@@ -170,7 +169,7 @@ impl GroupCommit {
             if state.durable.offset >= target || self.truncations() != truncations {
                 return Ok(());
             }
-            if state.syncing {
+            if self.syncing.load(Ordering::SeqCst) {
                 drop(state);
                 self.wait_for_sync_end(target, truncations);
                 continue;
@@ -216,10 +215,9 @@ impl GroupCommit {
         });
     }
 
-    /// Marks a sync as started or ended (under the state lock); an end
-    /// wakes the callers waiting for it.
-    fn set_syncing(&self, state: &mut State, syncing: bool) {
-        state.syncing = syncing;
+    /// Marks a sync as started or ended; an end wakes the callers waiting
+    /// for it. Takes the state (unused) to prove the caller holds its lock.
+    fn set_syncing(&self, _locked: &mut State, syncing: bool) {
         self.syncing.store(syncing, Ordering::SeqCst);
         if !syncing {
             self.done.notify();
@@ -248,7 +246,7 @@ impl GroupCommit {
         self.truncations.fetch_add(1, Ordering::SeqCst);
         self.done.notify();
         let mut state = self.state.lock();
-        while state.syncing {
+        while self.syncing.load(Ordering::SeqCst) {
             drop(state);
             self.done
                 .wait_until(Instant::now() + RECHECK, || !self.syncing.load(Ordering::SeqCst));
