@@ -63,7 +63,7 @@ fn a_process_crash_during_a_seal_loses_nothing_in_the_page_cache() {
         for extra in [0, 1, 30] {
             let dir = tempfile::tempdir().unwrap();
             let log = Log::open(dir.path(), options(sync)).unwrap();
-            let end = fill(&log, 3, extra);
+            let end = fill(&log, 8, extra);
             log.simulate_crash();
             let log = Log::open(dir.path(), options(sync)).unwrap();
             assert_reads(&log, end, &format!("{sync:?}, {extra} after the roll"));
@@ -200,4 +200,108 @@ fn a_zeroed_header_the_checkpoint_vouches_for_is_refused() {
         Err(Error::Corrupt { .. })
     ));
     assert!(new.exists());
+}
+
+/// A log of five segments, closed, shaped as a machine crash leaves it
+/// when the writer ran ahead of the disk by several segments: the
+/// checkpoint vouches only for the start of the second segment (it was
+/// taken after one roll), and the second, third and fourth segments look
+/// as they do before their seals ran: untrimmed, without index files.
+/// Returns the segment bases, where each segment's data ends, and the
+/// log's end.
+fn several_unsealed(dir: &std::path::Path) -> (Vec<u64>, Vec<u64>, u64) {
+    let log = Log::open(dir, options(SyncPolicy::Never)).unwrap();
+    fill(&log, 1, 0);
+    log.sync().unwrap();
+    let checkpoint = fs::read(dir.join("checkpoint")).unwrap();
+    let end = fill(&log, 4, 5);
+    log.close().unwrap();
+    let bases = segment_bases(dir);
+    assert_eq!(bases.len(), 5);
+    let data_ends = bases
+        .iter()
+        .map(|&base| fs::metadata(segment_path(dir, base)).unwrap().len())
+        .collect();
+    for &base in &bases[1..4] {
+        for extension in ["index", "timeindex"] {
+            fs::remove_file(common::files::index_path(dir, base, extension)).unwrap();
+        }
+        let file = OpenOptions::new().write(true).open(segment_path(dir, base)).unwrap();
+        file.set_len(SEGMENT_BYTES).unwrap();
+    }
+    fs::write(dir.join("checkpoint"), checkpoint).unwrap();
+    (bases, data_ends, end)
+}
+
+/// Writes `bytes` at `at` in the segment file based at `base`.
+fn write_segment(dir: &std::path::Path, base: u64, at: u64, bytes: &[u8]) {
+    let file = OpenOptions::new().write(true).open(segment_path(dir, base)).unwrap();
+    file.write_all_at(bytes, at).unwrap();
+}
+
+/// Seals run behind the writer, several segments deep. A torn write in any
+/// segment whose seal never finished (not only the one before the last) is
+/// cut, with every segment after it: none of them was durable, and keeping
+/// them would leave a hole in the log.
+#[test]
+fn a_tear_in_any_segment_whose_seal_never_finished_is_cut_with_what_follows() {
+    for torn_segment in 1..4 {
+        let dir = tempfile::tempdir().unwrap();
+        let (bases, data_ends, end) = several_unsealed(dir.path());
+        write_segment(
+            dir.path(),
+            bases[torn_segment],
+            data_ends[torn_segment] - 100,
+            &[0u8; 100],
+        );
+        let log = Log::open(dir.path(), options(SyncPolicy::Never)).unwrap();
+        let report = log.recovery_report().clone();
+        let torn = bases[torn_segment + 1] - 1;
+        let context = format!("tear in segment {torn_segment}: {report:?}");
+        assert_eq!(report.truncated_at, Some(torn), "{context}");
+        assert_eq!(report.segments_deleted, 4 - torn_segment, "{context}");
+        assert!(report.damaged_segments.is_empty(), "{context}");
+        assert_reads(&log, torn, &context);
+        assert!(end > torn);
+        assert_eq!(log.append(value(torn)).unwrap(), torn, "{context}");
+    }
+}
+
+/// Without tears, the same shape loses nothing: each unsealed segment is
+/// checked, sealed by recovery, and the log goes on at its end.
+#[test]
+fn several_segments_whose_seals_never_ran_are_recovered_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bases, _, end) = several_unsealed(dir.path());
+    let log = Log::open(dir.path(), options(SyncPolicy::Never)).unwrap();
+    let report = log.recovery_report().clone();
+    assert_eq!(report.truncated_at, None, "{report:?}");
+    assert_eq!(report.segments_scanned, 4, "{report:?}");
+    assert_reads(&log, end, "whole");
+    drop(log);
+    // Recovery sealed them: trimmed, with index files.
+    for &base in &bases[1..4] {
+        assert!(fs::metadata(segment_path(dir.path(), base)).unwrap().len() < SEGMENT_BYTES);
+        assert!(common::files::index_path(dir.path(), base, "index").exists());
+    }
+}
+
+/// A segment past the recovery point whose header never reached the disk
+/// ends the log even when a later segment's header did (write-back wrote
+/// that page first): the later segment is removed as cut, and the log
+/// ends where the unborn segment would have begun, with no hole.
+#[test]
+fn an_unborn_segment_before_others_ends_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bases, _, _) = several_unsealed(dir.path());
+    write_segment(dir.path(), bases[3], 0, &[0u8; 64]);
+    let log = Log::open(dir.path(), options(SyncPolicy::Never)).unwrap();
+    let report = log.recovery_report().clone();
+    assert_eq!(report.truncated_at, Some(bases[3]), "{report:?}");
+    assert_eq!(report.segments_deleted, 1, "{report:?}");
+    assert!(report.bytes_truncated > 0, "{report:?}");
+    assert!(report.stray_files_removed.contains(&segment_path(dir.path(), bases[3])));
+    assert_eq!(segment_bases(dir.path()), bases[..3].to_vec());
+    assert_reads(&log, bases[3], "up to the unborn segment");
+    assert_eq!(log.append(value(bases[3])).unwrap(), bases[3]);
 }

@@ -342,8 +342,9 @@ impl Shared {
     pub(super) fn roll(&self, writer: &mut Writer) -> Result<()> {
         let in_background = self.seals_in_background();
         if in_background {
-            // One seal in flight: a writer faster than the disk waits here.
-            self.wait_sealed()?;
+            // Only a writer that has outrun the disk by `UNSEALED_BYTES_MAX`
+            // waits here.
+            self.wait_seal_room()?;
         }
         let next = self.next_offset.load(Ordering::Acquire);
         let start = LogPosition::segment_start(next);

@@ -84,8 +84,8 @@ impl Shared {
     pub(super) fn enforce_retention_locked(&self, writer: &mut Writer) -> Result<()> {
         let retention = self.options.retention;
         let segments = self.segments.snapshot();
-        // A segment whose seal is in flight is left for a later pass.
-        let closed = segments.len() - 1 - usize::from(self.sealing());
+        // Segments whose seal is in flight are left for a later pass.
+        let closed = (segments.len() - 1).saturating_sub(self.seals_pending());
         let mut count = 0;
         if let Some(bytes_max) = retention.bytes_max {
             let mut total: u64 = segments.iter().map(|s| s.end_position()).sum();

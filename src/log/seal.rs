@@ -1,26 +1,35 @@
-//! Sealing a full segment off the append path (`SyncPolicy::Never` and
+//! Sealing full segments off the append path (`SyncPolicy::Never` and
 //! `Interval`).
 //!
 //! A roll under those policies creates the next segment without syncing
-//! it, hands the old one to the background pool, and returns: the writer
-//! goes on appending to the new segment at once. The seal then does, in
-//! this order, what the roll used to do before returning: sync and trim
-//! the old segment and write its index files; sync the new segment's file
-//! and the directory (so its name and header are durable); move the
-//! durable point to the new segment's start; write it to the checkpoint as
-//! the recovery point. One seal is in flight at a time: the next roll
-//! waits for it, as does anything that needs the log durable or its files
-//! settled (a sync, close, truncation, reset, explicit retention).
+//! it, queues the old one for sealing by the background pool, and returns:
+//! the writer goes on appending to the new segment at once. Each seal then
+//! does, in this order, what the roll used to do before returning: sync
+//! and trim the old segment and write its index files; sync the new
+//! segment's file and the directory (so its name and header are durable);
+//! move the durable point to the new segment's start; write it to the
+//! checkpoint as the recovery point.
 //!
-//! Whoever waits for a pending seal that no pool thread has started runs
-//! it itself, so a wait never depends on a free pool thread.
+//! Seals run one at a time, in the order of their rolls, so the recovery
+//! point only ever moves forward over segments that are synced. Several
+//! may wait their turn: a writer faster than the disk (a burst into the
+//! page cache) rolls on without waiting for the disk, until the segments
+//! awaiting their seal hold [`UNSEALED_BYTES_MAX`]; only then does a roll
+//! wait. Anything that needs the log durable or its files settled (a sync,
+//! close, truncation, reset, explicit retention) waits for every queued
+//! seal.
 //!
-//! Recovery after a crash during a seal finds the old segment untrimmed
-//! with a zero-filled tail (it was never sealed) before a last segment that
-//! may hold records: see `storage::recovery`, which treats that segment as
-//! the one that may hold a torn tail. Under `SyncPolicy::Always` appends
-//! wait for durability anyway, and rolls seal before they return.
+//! Whoever waits for seals that no pool thread has started runs them
+//! itself, so a wait never depends on a free pool thread.
+//!
+//! Recovery after a crash finds the segments whose seal never finished
+//! untrimmed, with zero-filled tails and no index files, after the
+//! recovery point: see `storage::recovery`, which treats each of them as
+//! one that may hold a torn tail, and a segment whose header never reached
+//! the disk as the end of the log. Under `SyncPolicy::Always` appends wait
+//! for durability anyway, and rolls seal before they return.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
@@ -45,13 +54,33 @@ pub(super) struct SealJob {
     pub next_start: LogPosition,
 }
 
+/// How many bytes the segments awaiting their seal (queued or being
+/// sealed) may hold before a roll waits for the oldest seal: 2 GiB, the
+/// order of what the kernel lets a burst leave dirty in the page cache
+/// (10% of memory on this machine class) before it throttles the writer
+/// itself. It also bounds what recovery scans after a machine crash: the
+/// segments from the recovery point on, at most this much plus the active
+/// segment. A roll always may leave one segment awaiting its seal.
+const UNSEALED_BYTES_MAX: u64 = 2 << 30;
+
 #[derive(Default)]
 struct State {
-    job: Option<SealJob>,
+    /// Seals not started, oldest first.
+    queue: VecDeque<SealJob>,
+    /// A seal is running (always the oldest: seals run in roll order).
     running: bool,
+    /// Bytes of the segments queued or being sealed.
+    unsealed_bytes: u64,
 }
 
-/// The seal in flight, if any, of one log.
+impl State {
+    /// Seals queued or running.
+    fn pending(&self) -> usize {
+        self.queue.len() + usize::from(self.running)
+    }
+}
+
+/// The seals in flight of one log, oldest first.
 #[derive(Default)]
 pub(super) struct Sealer {
     state: Mutex<State>,
@@ -65,7 +94,7 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
-/// The pool's side: runs a pending seal.
+/// The pool's side: runs the queued seals.
 struct SealTask {
     shared: Weak<Shared>,
 }
@@ -74,7 +103,7 @@ impl Task for SealTask {
     fn run(&self) -> Option<Instant> {
         if let Some(shared) = self.shared.upgrade() {
             // An error poisons the log; whoever waits on the seal sees it.
-            let _ = shared.run_pending_seal();
+            let _ = shared.run_queued_seals();
         }
         None
     }
@@ -98,71 +127,114 @@ impl Shared {
         self.sealer.task.get().is_some()
     }
 
-    /// Hands `job` to the pool. The caller waited for the previous seal.
+    /// Returns once the segments awaiting their seal hold less than
+    /// [`UNSEALED_BYTES_MAX`], so that a roll may queue one more: at once
+    /// unless the writer has outrun the disk by that much. Runs queued
+    /// seals on this thread if no pool thread has started them.
+    ///
+    /// # Errors
+    ///
+    /// As [`Shared::wait_sealed`].
+    pub(super) fn wait_seal_room(&self) -> Result<()> {
+        self.wait_seals_until(|state| state.unsealed_bytes < UNSEALED_BYTES_MAX)
+    }
+
+    /// Queues `job` behind the seals in flight and wakes the pool.
     pub(super) fn submit_seal(&self, job: SealJob) {
         let mut state = self.sealer.state.lock();
-        debug_assert!(state.job.is_none() && !state.running, "one seal at a time");
-        state.job = Some(job);
+        state.unsealed_bytes += job.old.position();
+        state.queue.push_back(job);
         drop(state);
         if let Some(task) = self.sealer.task.get() {
             task.wake();
         }
     }
 
-    /// Whether a seal is pending or running (its old segment is not yet
-    /// sealed: retention must leave it alone).
-    pub(super) fn sealing(&self) -> bool {
-        let state = self.sealer.state.lock();
-        state.job.is_some() || state.running
+    /// How many segments are queued or being sealed: the newest this many
+    /// segments before the active one are not sealed yet, and retention
+    /// must leave them alone.
+    pub(super) fn seals_pending(&self) -> usize {
+        self.sealer.state.lock().pending()
     }
 
-    /// Returns once no seal is pending or running, running a pending one
-    /// on this thread if no pool thread has started it.
+    /// Returns once no seal is queued or running, running queued ones on
+    /// this thread if no pool thread has started them.
     ///
     /// # Errors
     ///
     /// [`Error::Poisoned`] if a seal (now or earlier) failed, or the error
-    /// of the seal run here.
+    /// of a seal run here.
     pub(super) fn wait_sealed(&self) -> Result<()> {
-        self.run_pending_seal()?;
+        self.wait_seals_until(|state| state.pending() == 0)
+    }
+
+    /// Runs queued seals here, or waits for the one running, until `done`.
+    fn wait_seals_until(&self, done: impl Fn(&State) -> bool) -> Result<()> {
         let mut state = self.sealer.state.lock();
-        while state.running {
-            self.sealer.done.wait(&mut state);
+        while !done(&state) {
+            if state.running {
+                self.sealer.done.wait(&mut state);
+                continue;
+            }
+            drop(state);
+            self.run_oldest_seal()?;
+            state = self.sealer.state.lock();
         }
         drop(state);
         self.group.check()
     }
 
-    /// Drops a pending seal without running it, and waits out a running
-    /// one (a simulated crash: the seal may have been cut short at any
-    /// point, or never started).
+    /// Drops the queued seals without running them, and waits out a
+    /// running one (a simulated crash: the seals may have been cut short
+    /// at any point, or never started).
     #[cfg(any(test, feature = "test-util"))]
     pub(super) fn abandon_seal(&self) {
         if let Some(task) = self.sealer.task.get() {
             task.cancel();
         }
         let mut state = self.sealer.state.lock();
-        state.job = None;
+        state.queue.clear();
         while state.running {
             self.sealer.done.wait(&mut state);
         }
+        state.unsealed_bytes = 0;
     }
 
-    /// Runs the pending seal, if there is one and nobody runs it yet.
-    fn run_pending_seal(&self) -> Result<()> {
+    /// Runs queued seals, oldest first, until none is left or another
+    /// thread runs one.
+    fn run_queued_seals(&self) -> Result<()> {
+        while self.run_oldest_seal()? {}
+        Ok(())
+    }
+
+    /// Runs the oldest queued seal, if nobody runs one: `Ok(false)` if
+    /// there was none to run here. After a failure the queue is dropped
+    /// (the log is poisoned; recovery finds those segments unsealed).
+    fn run_oldest_seal(&self) -> Result<bool> {
         let mut state = self.sealer.state.lock();
-        let Some(job) = state.job.take() else {
-            return Ok(());
+        if state.running {
+            return Ok(false);
+        }
+        let Some(job) = state.queue.pop_front() else {
+            return Ok(false);
         };
         state.running = true;
         drop(state);
+        let bytes = job.old.position();
         let result = self.seal(job);
         if result.is_err() {
             self.group.poison();
         }
-        self.sealer.state.lock().running = false;
+        let mut state = self.sealer.state.lock();
+        state.running = false;
+        state.unsealed_bytes -= bytes;
+        if result.is_err() {
+            state.queue.clear();
+            state.unsealed_bytes = 0;
+        }
+        drop(state);
         self.sealer.done.notify_all();
-        result
+        result.map(|()| true)
     }
 
     fn seal(&self, job: SealJob) -> Result<()> {

@@ -29,13 +29,15 @@ pub(super) struct Found {
 /// reports them (read-only): only once every header passed, so an open that
 /// is refused (a damaged segment, an unknown version) removes nothing.
 ///
-/// The last segment file may be *unborn*: created by a roll whose seal did
-/// not finish before a machine crash (`log::seal`), so its header never
-/// reached the disk and reads as zeros (or the file is shorter than a
-/// header). Nothing in it was ever durable. When its base lies past
-/// `recovery_point_base` (the checkpoint's; `None` if there is no valid
-/// checkpoint, which vouches for nothing), it is removed like a temporary
-/// file; otherwise it is damage, and the open is refused.
+/// A segment file may be *unborn*: created by a roll whose seal did not
+/// finish before a machine crash (`log::seal`), so its header never reached
+/// the disk and reads as zeros (or the file is shorter than a header).
+/// Nothing in it was ever durable, nor in any segment after it (seals run
+/// in roll order). When its base lies past `recovery_point_base` (the
+/// checkpoint's; `None` if there is no valid checkpoint, which vouches for
+/// nothing), it is removed like a temporary file, and any segment after it
+/// is removed as cut (reported in `truncated_at`, `segments_deleted` and
+/// `bytes_truncated`); otherwise it is damage, and the open is refused.
 pub(super) fn list_segments(
     dir: &Path,
     access: Access,
@@ -63,20 +65,29 @@ pub(super) fn list_segments(
             Entry::Metadata => {}
         }
     }
-    if let Some((&base, path)) = logs.last_key_value()
-        && recovery_point_base.is_some_and(|rp_base| rp_base < base)
-        && is_unborn(path)?
-    {
-        temps.push(path.clone());
-        logs.remove(&base);
-    }
+    let unborn = first_unborn(&logs, recovery_point_base)?;
+    let past_unborn = match unborn {
+        Some(base) => {
+            let mut later = logs.split_off(&base);
+            temps.push(later.remove(&base).expect("split at a key"));
+            later
+        }
+        None => BTreeMap::new(),
+    };
     let found = logs
         .into_iter()
         .map(|(base, path)| open_found(base, path, access))
         .collect::<Result<Vec<Found>>>()?;
+    if !past_unborn.is_empty() {
+        // Newest first: a crash in between leaves no hole before the rest.
+        for (&base, path) in past_unborn.iter().rev() {
+            remove_past_unborn(dir, base, path, access, report)?;
+        }
+        report.truncated_at = unborn;
+    }
     let orphans = indexes
         .into_iter()
-        .filter(|(base, _)| !found.iter().any(|f| f.base == *base))
+        .filter(|(base, _)| !found.iter().any(|f| f.base == *base) && !past_unborn.contains_key(base))
         .map(|(_, path)| path);
     for path in temps.into_iter().chain(orphans) {
         if access == Access::ReadWrite {
@@ -85,6 +96,54 @@ pub(super) fn list_segments(
         report.stray_files_removed.push(path);
     }
     Ok(found)
+}
+
+/// The base of the first segment past the recovery point whose file is
+/// unborn (see [`list_segments`]); `None` without a recovery point.
+fn first_unborn(logs: &BTreeMap<u64, PathBuf>, recovery_point_base: Option<u64>) -> Result<Option<u64>> {
+    let Some(rp_base) = recovery_point_base else {
+        return Ok(None);
+    };
+    for (&base, path) in logs.range(rp_base.saturating_add(1)..) {
+        if is_unborn(path)? {
+            return Ok(Some(base));
+        }
+    }
+    Ok(None)
+}
+
+/// Removes (read-write) a segment created after an unborn one, with its
+/// index files, and reports what it held as cut: seals run in roll order,
+/// so nothing in it was durable.
+fn remove_past_unborn(dir: &Path, base: u64, path: &Path, access: Access, report: &mut RecoveryReport) -> Result<()> {
+    report.bytes_truncated += nonzero_bytes_in(path)?;
+    report.segments_deleted += 1;
+    if access == Access::ReadWrite {
+        crate::storage::fs::remove_if_exists(path)?;
+        index_file::remove(dir, base)?;
+    }
+    Ok(())
+}
+
+/// Non-zero bytes past the header of the segment file at `path`, up to its
+/// last non-zero byte (the whole file is read, in 1 MiB pieces: these are
+/// the rare files a writer left past the durable point and an unborn one).
+fn nonzero_bytes_in(path: &Path) -> Result<u64> {
+    use std::io::Read;
+    let mut file = fs::File::open(path).map_err(|e| Error::io("open segment", path, e))?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let (mut read, mut last_nonzero) = (0u64, None);
+    loop {
+        let n = file.read(&mut buffer).map_err(|e| Error::io("read segment", path, e))?;
+        if n == 0 {
+            break;
+        }
+        if let Some(i) = buffer[..n].iter().rposition(|&b| b != 0) {
+            last_nonzero = Some(read + i as u64 + 1);
+        }
+        read += n as u64;
+    }
+    Ok(last_nonzero.map_or(0, |end| end.saturating_sub(SEGMENT_HEADER_BYTES as u64)))
 }
 
 /// Whether the segment file at `path` has no header yet: shorter than one,

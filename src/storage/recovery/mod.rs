@@ -7,17 +7,20 @@
 //! - After a crash, segments before the recovery point are trusted (their
 //!   batches are checked when first read, and damage is reported then as
 //!   `Error::Corrupt`); from the recovery point on, every batch is checked.
-//!   Only the last segment can hold a torn tail, or the one before it if
-//!   its seal may not have finished (under `SyncPolicy::Always` a roll
+//!   Only the last segment can hold a torn tail, or the segments before it
+//!   whose seal may not have finished (under `SyncPolicy::Always` a roll
 //!   syncs a segment before anything is appended to the next; under the
-//!   other policies the seal runs in the background, see `log::seal`), so
-//!   only there is the log cut at the first batch that fails, and what was
-//!   cut is reported in [`RecoveryReport`]. Damage in any other segment is
-//!   left in place and reported when read, never cut: it is not a torn
-//!   write, and cutting there would delete the healthy segments after it.
-//!   The segment before the last may be torn when the last holds no batch
-//!   (a crash inside a roll), or when the recovery point does not lie past
-//!   it and it looks never sealed (see `tail::looks_unsealed`).
+//!   other policies seals run in the background, in roll order, see
+//!   `log::seal`), so only there is the log cut at the first batch that
+//!   fails, and what was cut is reported in [`RecoveryReport`]. Damage in
+//!   any other segment is left in place and reported when read, never cut:
+//!   it is not a torn write, and cutting there would delete the healthy
+//!   segments after it. A segment before the last may be torn when it is
+//!   one of the run of segments right before the last that look never
+//!   sealed (see `tail::looks_unsealed`), all past the recovery point, or
+//!   when it is the one before a last that holds no batch (a crash inside
+//!   a roll). A segment past the recovery point whose header never reached
+//!   the disk ends the log: it and any segment after it are removed.
 //! - A damaged checkpoint, or one that points outside the segments it
 //!   describes, is set aside: it costs a scan of every segment, never data.
 //! - Read-only, the same decisions are made and reported, and nothing on
@@ -211,16 +214,22 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access, cache: &Arc
     let mut position = rp.recovery_point.position;
     let mut expected = rp.recovery_point.offset;
     let mut epoch = rp.leader_epoch;
-    // The segment that may hold a torn tail: the last, or the one before it
-    // if its seal may not have finished: a crash inside a roll left the last
-    // without a batch, or (a roll that seals in the background, `log::seal`)
-    // the checkpoint does not vouch past it and it looks never sealed.
-    let before_last_unsealed = found.len() > 1 && {
-        let before = &found[found.len() - 2];
-        !holds_a_batch(&found[found.len() - 1])?
-            || (rp.recovery_point.segment_base <= before.base && looks_unsealed(dir, before)?)
-    };
-    let may_be_torn = found[found.len() - 1 - usize::from(before_last_unsealed)].base;
+    // The segments that may hold a torn tail, from `may_be_torn` on: the
+    // last; the one before it if a crash inside a roll left the last without
+    // a batch; and the segments whose seal never finished (`log::seal`):
+    // seals run in roll order, so those are the run of segments just before
+    // the last that look never sealed. All of them lie past the recovery
+    // point (`found` starts there).
+    let last = found.len() - 1;
+    let mut torn_from = last;
+    if last > 0 && !holds_a_batch(&found[last])? {
+        torn_from = last - 1;
+    }
+    let mut before = last;
+    while before > 0 && looks_unsealed(dir, &found[before - 1])? {
+        before -= 1;
+    }
+    let may_be_torn = found[torn_from.min(before)].base;
     let mut found = found.into_iter().peekable();
     loop {
         let segment = found.next().expect("loop ends at the last segment");
@@ -233,7 +242,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access, cache: &Arc
             expected = limit;
             continue;
         }
-        if let Some(limit) = limit.filter(|_| segment.base != may_be_torn) {
+        if let Some(limit) = limit.filter(|_| segment.base < may_be_torn) {
             // Damage in a segment that was synced when it was sealed: leave
             // it to be reported when read, and go on with the next.
             // Opened as a trusted segment is: from its index files when they
