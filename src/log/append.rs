@@ -350,7 +350,18 @@ impl Shared {
         let start = LogPosition::segment_start(next);
         let config = self.segment_config(writer.generation);
         let (segment, fresh) = if in_background {
-            SegmentWriter::create_unsynced(&config, next)?
+            // A spare that cannot be taken is dropped (its file removed):
+            // the roll creates its file itself, as without one.
+            let from_spare = self
+                .prefaulter
+                .take_spare()
+                .map(|spare| SegmentWriter::create_from_spare(&config, next, spare));
+            // The spare has left its name (or is gone): the next may start.
+            self.prefaulter.want_spare();
+            match from_spare {
+                Some(Ok(created)) => created,
+                Some(Err(_)) | None => SegmentWriter::create_unsynced(&config, next)?,
+            }
         } else {
             SegmentWriter::create(&config, next, &[])?
         };

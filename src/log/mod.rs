@@ -206,7 +206,14 @@ impl Log {
         let next_offset = segments.last().expect("at least one segment").next_offset();
         let (epochs, rebuilt) = epoch::load_history(dir, &epochs_file, recovered.log_id, &segments, access)?;
         report.epochs_rebuilt = rebuilt;
-        let prefaulter = Prefaulter::start(options.prefault_bytes > 0 && recovered.writer.is_some(), dir)?;
+        // Spare segment files for the rolls that seal in the background
+        // (the others sync the new file on the append path anyway).
+        let spare_bytes = (options.sync != SyncPolicy::Always).then_some(options.segment_bytes);
+        let prefaulter = Prefaulter::start(
+            options.prefault_bytes > 0 && recovered.writer.is_some(),
+            dir,
+            spare_bytes,
+        )?;
         let writer = recovered.writer.map(|active| Writer {
             active,
             prefault: PrefaultWindow::new(options.prefault_bytes),
@@ -477,6 +484,7 @@ impl Log {
             None => Ok(()),
             Some(writer) => {
                 self.shared.prefaulter.release();
+                self.shared.prefaulter.drop_spare();
                 self.shared
                     .wait_sealed()
                     .and_then(|()| self.shared.close_locked(writer))

@@ -10,6 +10,12 @@
 //!   writer (without waiting for it), so the disk works while the writer
 //!   goes on and sealing the segment at a roll finds little left to write. This moves no durability mark: only a
 //!   sync the log itself makes counts for that.
+//! - **Preparing the next segment's file** (when asked; the log asks when
+//!   its rolls seal in the background): a [`Spare`], created and allocated
+//!   whole, ready before the roll that takes it, so neither the roll nor
+//!   the appends after it wait for the file system to allocate. One is
+//!   prepared once the writer has populated half of a segment, and again
+//!   after each roll takes one.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +25,7 @@ use parking_lot::{Condvar, Mutex};
 use super::mmap::MappedFile;
 use super::pool::{Task, TaskHandle};
 use super::segment_writer::{ALLOCATION_STEP_MAX_BYTES, allocation_for, allocation_step};
+use super::spare::Spare;
 use crate::error::Result;
 
 /// Bytes populated per `madvise` call, so a `release` never waits long.
@@ -44,12 +51,39 @@ struct State {
     allocation_failed: bool,
     stop: bool,
     unsupported: bool,
+    /// Where the next segment's file stands.
+    spare: SpareStage,
+}
+
+/// The life of the spare segment files, one at a time. All share one
+/// temporary name, so a spare is only ever created once the last one has
+/// left that name (been renamed by a roll, or removed).
+#[derive(Debug, Default)]
+enum SpareStage {
+    /// None asked for yet: one is prepared once the writer has populated
+    /// half of its segment.
+    #[default]
+    Idle,
+    /// A roll asked for one.
+    Wanted,
+    /// A pool thread prepares one, outside the lock.
+    Preparing,
+    /// Ready for the next roll.
+    Ready(Spare),
+    /// A roll took it and has not yet renamed it.
+    Leaving,
+    /// Preparing one failed (a full disk): not again until a roll asks.
+    Failed,
+    /// The log is closing: no more spares.
+    Closed,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// Where and how large to prepare spare segment files; `None`: never.
+    spares: Option<(std::path::PathBuf, u64)>,
 }
 
 /// Handle on the pre-fault work of one log.
@@ -72,8 +106,11 @@ impl Prefaulter {
     ///
     /// [`Error::Io`](crate::Error::Io) if the pool has no thread and cannot
     /// start one.
-    pub(crate) fn start(enabled: bool, dir: &std::path::Path) -> Result<Prefaulter> {
-        let shared = Arc::new(Shared::default());
+    pub(crate) fn start(enabled: bool, dir: &std::path::Path, spare_bytes: Option<u64>) -> Result<Prefaulter> {
+        let shared = Arc::new(Shared {
+            spares: spare_bytes.map(|bytes| (dir.to_path_buf(), bytes)),
+            ..Shared::default()
+        });
         let task = enabled
             .then(|| {
                 let worker: Arc<dyn Task> = Arc::new(Worker {
@@ -138,14 +175,63 @@ impl Prefaulter {
         }
     }
 
+    /// The spare segment file prepared for this roll, if one is ready.
+    /// The roll calls [`Prefaulter::want_spare`] once it has renamed it:
+    /// all spares share one temporary name, so the next one must not be
+    /// created before this one has left it.
+    pub(crate) fn take_spare(&self) -> Option<Spare> {
+        self.task.as_ref()?;
+        let mut state = self.shared.state.lock();
+        match std::mem::take(&mut state.spare) {
+            SpareStage::Ready(spare) => {
+                state.spare = SpareStage::Leaving;
+                Some(spare)
+            }
+            other => {
+                state.spare = other;
+                None
+            }
+        }
+    }
+
+    /// Asks for the next spare (a roll has taken the last one, or made its
+    /// file itself), after a failed preparation too.
+    pub(crate) fn want_spare(&self) {
+        let Some(task) = self.task.as_ref() else {
+            return;
+        };
+        let mut state = self.shared.state.lock();
+        if let SpareStage::Idle | SpareStage::Leaving | SpareStage::Failed = state.spare {
+            state.spare = SpareStage::Wanted;
+            drop(state);
+            task.wake();
+        }
+    }
+
+    /// Prepares no more spares and removes the one ready, if any (the log
+    /// is closing): returns once no pool thread prepares one.
+    pub(crate) fn drop_spare(&self) {
+        let mut state = self.shared.state.lock();
+        while let SpareStage::Preparing = state.spare {
+            self.shared.changed.wait(&mut state);
+        }
+        let spare = std::mem::replace(&mut state.spare, SpareStage::Closed);
+        drop(state);
+        drop(spare);
+    }
+
     /// Stops the work: returns once no pool thread runs it, and drops the
-    /// mapping it held.
+    /// mapping it held (and the spare file, removing it).
     pub(crate) fn stop(&mut self) {
         self.shared.state.lock().stop = true;
         if let Some(task) = self.task.take() {
             task.cancel();
         }
-        self.shared.state.lock().target = None;
+        let mut state = self.shared.state.lock();
+        state.target = None;
+        let spare = std::mem::replace(&mut state.spare, SpareStage::Closed);
+        drop(state);
+        drop(spare);
     }
 }
 
@@ -172,12 +258,13 @@ struct Worker {
 /// One piece of work.
 enum Work {
     Populate(Arc<MappedFile>, u64, u64),
+    PrepareSpare(std::path::PathBuf, u64),
     WriteBack(Arc<MappedFile>, u64, u64),
 }
 
 /// The next piece of work: pre-faulting first (the writer is about to need
-/// it), then writing back.
-fn next_work(state: &State) -> Option<Work> {
+/// it), then preparing a spare (the next roll will), then writing back.
+fn next_work(state: &State, spares: Option<&(std::path::PathBuf, u64)>) -> Option<Work> {
     let map = state.target.as_ref()?;
     let populate_limit = if state.allocation_failed {
         map.allocated()
@@ -188,6 +275,15 @@ fn next_work(state: &State) -> Option<Work> {
     if !state.unsupported && state.done_to < wanted {
         let end = wanted.min(state.done_to + CHUNK_BYTES);
         return Some(Work::Populate(Arc::clone(map), state.done_to, end));
+    }
+    if let Some((dir, bytes)) = spares
+        && match state.spare {
+            SpareStage::Wanted => true,
+            SpareStage::Idle => state.done_to >= map.len() / 2,
+            _ => false,
+        }
+    {
+        return Some(Work::PrepareSpare(dir.clone(), *bytes));
     }
     let write_back = state.write_back_wanted_to.min(map.frozen_len());
     if state.written_back_to < write_back {
@@ -221,9 +317,13 @@ impl Task for Worker {
         if state.stop {
             return None;
         }
-        let work = next_work(&state)?;
+        let work = next_work(&state, self.shared.spares.as_ref())?;
+        if let Work::PrepareSpare(dir, bytes) = work {
+            return self.prepare_spare(state, &dir, bytes);
+        }
         state.busy_on = Some(match &work {
             Work::Populate(map, ..) | Work::WriteBack(map, ..) => Arc::clone(map),
+            Work::PrepareSpare(..) => unreachable!("handled above"),
         });
         let mut allocation_failed = false;
         let outcome = parking_lot::MutexGuard::unlocked(&mut state, || match &work {
@@ -244,6 +344,7 @@ impl Task for Worker {
             // A failed write-back start is harmless: the log's own syncs
             // write everything and report their failures.
             Work::WriteBack(map, start, end) => map.start_write_back(*start..*end).is_ok(),
+            Work::PrepareSpare(..) => true,
         });
         state.busy_on = None;
         let same_target =
@@ -265,9 +366,88 @@ impl Task for Worker {
                     state.written_back_to = end;
                 }
             }
+            Work::PrepareSpare(..) => {}
         }
-        // Wakes a `release` or `wait_released` waiting for this chunk.
+        self.finish_run(state)
+    }
+}
+
+impl Worker {
+    /// Prepares a spare file (outside the lock) and keeps it, unless the
+    /// spares were dropped meanwhile. A failure (a full disk) only means
+    /// the next roll creates its file itself.
+    fn prepare_spare(
+        &self,
+        mut state: parking_lot::MutexGuard<'_, State>,
+        dir: &std::path::Path,
+        bytes: u64,
+    ) -> Option<Instant> {
+        state.spare = SpareStage::Preparing;
+        let prepared = parking_lot::MutexGuard::unlocked(&mut state, || Spare::prepare(dir, bytes));
+        // Closed meanwhile, or stopping: the spare is dropped, removing it.
+        if let SpareStage::Preparing = state.spare {
+            state.spare = match (prepared, state.stop) {
+                (_, true) => SpareStage::Closed,
+                (Ok(spare), false) => SpareStage::Ready(spare),
+                (Err(_), false) => SpareStage::Failed,
+            };
+        }
+        self.finish_run(state)
+    }
+
+    /// Wakes a `release`, `wait_released` or `drop_spare` waiting for this
+    /// run, and asks to run again at once while work is left.
+    fn finish_run(&self, state: parking_lot::MutexGuard<'_, State>) -> Option<Instant> {
         self.shared.changed.notify_all();
-        (!state.stop && next_work(&state).is_some()).then(Instant::now)
+        (!state.stop && next_work(&state, self.shared.spares.as_ref()).is_some()).then(Instant::now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepares_spare(state: &State, dir: &std::path::Path) -> bool {
+        let spares = (dir.to_path_buf(), 4096);
+        matches!(next_work(state, Some(&spares)), Some(Work::PrepareSpare(..)))
+    }
+
+    /// A spare is prepared when a roll asks, or once the writer is half
+    /// through its segment, and never while the last one still holds the
+    /// shared temporary name (a roll took it and has not renamed it): a
+    /// new one would truncate and then become the segment just created.
+    #[test]
+    fn a_spare_is_prepared_only_once_the_last_has_left_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map");
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(8192).unwrap();
+        let map = MappedFile::map(&file, &path, 8192, 0).unwrap();
+        let mut state = State {
+            target: Some(map),
+            ..State::default()
+        };
+        assert!(!prepares_spare(&state, dir.path()), "idle, writer at the start");
+        state.spare = SpareStage::Wanted;
+        assert!(prepares_spare(&state, dir.path()), "asked for by a roll");
+        state.done_to = 8192;
+        state.wanted_to = 8192;
+        for stage in [
+            SpareStage::Leaving,
+            SpareStage::Preparing,
+            SpareStage::Failed,
+            SpareStage::Closed,
+        ] {
+            state.spare = stage;
+            assert!(!prepares_spare(&state, dir.path()), "{:?}", state.spare);
+        }
+        state.spare = SpareStage::Idle;
+        assert!(prepares_spare(&state, dir.path()), "idle, writer half through");
     }
 }

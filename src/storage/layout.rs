@@ -9,6 +9,8 @@
 //! <base>.log                      segment (base offset, 20 decimal digits)
 //! <base>.index, <base>.timeindex  the segment's sparse indexes
 //! <any of these>.tmp              a replacement being written (removed at open)
+//! spare.tmp                       the next segment's file, prepared ahead of a
+//!                                 roll (`storage::spare`; removed at open)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -23,6 +25,9 @@ pub(crate) const EPOCHS: &str = "epochs";
 pub(crate) const OPTIONS: &str = "options";
 /// Name of the replication state file (`replication::Replica`).
 pub(crate) const REPLICA: &str = "replica";
+/// Stem of the spare segment file, `spare.tmp` (`storage::spare`): only
+/// ever written under its temporary name.
+pub(crate) const SPARE: &str = "spare";
 
 /// The files that belong to one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +83,7 @@ pub(crate) fn parse(name: &str) -> Entry {
             _ => Entry::Foreign,
         };
     }
-    if [LOCK, CHECKPOINT, EPOCHS, OPTIONS, REPLICA].contains(&name) {
+    if [LOCK, CHECKPOINT, EPOCHS, OPTIONS, REPLICA, SPARE].contains(&name) {
         return Entry::Metadata;
     }
     let Some((stem, extension)) = name.split_once('.') else {
@@ -110,6 +115,7 @@ mod tests {
         }
         assert_eq!(parse("checkpoint.tmp"), Entry::Temp);
         assert_eq!(parse("epochs.tmp"), Entry::Temp);
+        assert_eq!(parse("spare.tmp"), Entry::Temp);
         assert_eq!(parse("checkpoint"), Entry::Metadata);
         assert_eq!(parse("LOCK.tmp"), Entry::Foreign);
         assert_eq!(parse("notes.tmp"), Entry::Foreign);

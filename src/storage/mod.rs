@@ -25,4 +25,5 @@ pub(crate) mod scan;
 pub(crate) mod segment;
 pub(crate) mod segment_set;
 pub(crate) mod segment_writer;
+pub(crate) mod spare;
 pub(crate) mod stored_options;

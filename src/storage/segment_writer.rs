@@ -16,6 +16,7 @@ use super::mapping::{MapCache, MapSlot};
 use super::mmap::{MapWriter, MappedFile};
 use super::scan::{Check, scan};
 use super::segment::{Segment, SegmentParts};
+use super::spare::Spare;
 use crate::error::{Error, Result};
 use crate::format::{
     self, BatchHeader, NewRecord, SEGMENT_HEADER_BYTES, SegmentHeader, batch_checksum, encode_segment_header,
@@ -141,6 +142,52 @@ impl SegmentWriter {
         base_offset: u64,
     ) -> Result<(Arc<Segment>, SegmentWriter)> {
         SegmentWriter::create_with(config, base_offset, &[], Durability::Unsynced)
+    }
+
+    /// [`SegmentWriter::create_unsynced`] from a [`Spare`] file prepared
+    /// ahead: writes the header into it and renames it to the segment's
+    /// name, with nothing to create or allocate here. Crash semantics are
+    /// those of `create_unsynced`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if writing the header, the rename or the mapping
+    /// fails; the caller may fall back to `create_unsynced`, which
+    /// replaces whatever this left under the segment's name.
+    pub(crate) fn create_from_spare(
+        config: &SegmentConfig<'_>,
+        base_offset: u64,
+        spare: Spare,
+    ) -> Result<(Arc<Segment>, SegmentWriter)> {
+        let path = segment_path(config.dir, base_offset, SegmentFile::Data);
+        let end = SEGMENT_HEADER_BYTES as u64;
+        let capacity = spare.capacity_bytes();
+        debug_assert_eq!(
+            capacity,
+            config.capacity_for(end),
+            "a spare is prepared for this log's segments"
+        );
+        let header = SegmentHeader {
+            base_offset,
+            log_id: config.log_id,
+            generation: config.generation,
+        };
+        spare
+            .file()
+            .write_all_at(&encode_segment_header(&header), 0)
+            .map_err(|e| Error::io("write segment header", &path, e))?;
+        index_file::remove(config.dir, base_offset)?;
+        let file = spare.take_as(&path)?;
+        let map = MappedFile::map(&file, &path, capacity, end)?;
+        let tail = ActiveTail {
+            end_position: end,
+            unchecked_end: end,
+            next_offset: base_offset,
+            last_epoch: 0,
+            index: SparseIndex::with_capacity(capacity_for(capacity, config.index_interval_bytes)),
+            builder: IndexBuilder::new(config.index_interval_bytes),
+        };
+        SegmentWriter::activate(config, base_offset, (file, capacity), map, tail)
     }
 
     fn create_with(
