@@ -365,16 +365,14 @@ impl Shared {
         } else {
             SegmentWriter::create(&config, next, &[])?
         };
-        let next_file = in_background.then(|| fresh.file_handle()).transpose()?;
         // Without waiting for a chunk in progress on the old segment: its
         // seal waits for that (`wait_released`) before trimming the file.
         self.prefaulter.switch_to(None, 0);
         let old = std::mem::replace(&mut writer.active, fresh);
-        if let Some(next_file) = next_file {
+        if in_background {
             self.publish_segment(&segment);
             self.submit_seal(SealJob {
                 old,
-                next_file,
                 next_path: segment.path().to_path_buf(),
                 next_start: start,
             });

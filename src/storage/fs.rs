@@ -18,6 +18,33 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
+/// Makes the first `head_bytes` of the file at `path` durable, with the
+/// file's size and allocation, without writing back the rest of its dirty
+/// pages: rewrites them through a descriptor opened `O_DSYNC`, whose write
+/// syncs only its own range (data and the metadata needed to read it back,
+/// then a device flush), where `fdatasync` would write every dirty page of
+/// the file. For the header of a segment the writer is filling: syncing
+/// all of it would write back pages the writer still maps, write-protecting
+/// each with a TLB flush and making the writer fault on it again.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the file cannot be opened, read or written.
+pub(crate) fn sync_file_head(path: &Path, head_bytes: usize) -> Result<()> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::DSYNC.bits() as i32)
+        .open(path)
+        .map_err(|e| Error::io("open for a synced write", path, e))?;
+    let mut head = vec![0u8; head_bytes];
+    file.read_exact_at(&mut head, 0)
+        .map_err(|e| Error::io("read file head", path, e))?;
+    file.write_all_at(&head, 0)
+        .map_err(|e| Error::io("sync file head", path, e))
+}
+
 /// Allocates disk blocks for `range` of `file`, growing the file to
 /// `range.end` if it is shorter, so later writes through a mapping into that
 /// range cannot fail for lack of space (a full disk is reported here, as an
@@ -159,6 +186,20 @@ pub(crate) fn scratch_file(dir: &Path, name: &str, len: u64) -> (File, PathBuf) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_file_head_changes_nothing_and_reports_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let contents: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&path, &contents).unwrap();
+        sync_file_head(&path, 64).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), contents);
+        let missing = dir.path().join("missing");
+        assert!(matches!(sync_file_head(&missing, 64), Err(Error::Io { .. })));
+        fs::write(&missing, b"short").unwrap();
+        assert!(matches!(sync_file_head(&missing, 64), Err(Error::Io { .. })));
+    }
 
     #[test]
     fn replace_file_leaves_old_contents_on_error() {

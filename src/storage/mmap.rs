@@ -223,26 +223,38 @@ impl MappedFile {
     /// write-protects it with a TLB flush of its own, an interrupt to every
     /// other core per 4 KiB page; unmapping first flushes once per range.
     pub(crate) fn start_write_back(&self, range: Range<u64>) -> std::io::Result<()> {
-        let (start, len) = self.page_span(range);
-        if len > 0 {
-            // SAFETY: `start..start + len` lies inside the mapping
-            // (`page_span` clamps it). On a shared file mapping
-            // `MADV_DONTNEED` only removes this process's page-table entries:
-            // the file's pages keep their contents (dirty state moves to the
-            // page cache), and any later access, including through a view or
-            // `Bytes` handed out earlier, maps the same contents again. So no
-            // byte any reader can see changes (invariant 2) and the mapping
-            // itself stays valid.
-            unsafe {
-                self.map
-                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)?;
-            }
-        }
+        let (start, len) = self.page_span(range.clone());
+        self.unmap_pages(range)?;
         match (&self.file, std::num::NonZeroU64::new(len as u64)) {
             (Some(file), Some(len)) => {
                 rustix::fs::fadvise(file, start as u64, Some(len), rustix::fs::Advice::DontNeed).map_err(Into::into)
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Removes the pages covering `range` from this process's page tables
+    /// (`MADV_DONTNEED`), leaving them and their contents in the page cache:
+    /// a later access maps them again with a minor fault. Writing back a
+    /// dirty page that is still mapped write-protects it first, with a TLB
+    /// flush (an interrupt to every other core) per 4 KiB page; once they
+    /// are unmapped, one flush covers the whole range. The caller passes
+    /// frozen bytes the writer has left behind.
+    pub(crate) fn unmap_pages(&self, range: Range<u64>) -> std::io::Result<()> {
+        let (start, len) = self.page_span(range);
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: `start..start + len` lies inside the mapping
+        // (`page_span` clamps it). On a shared file mapping `MADV_DONTNEED`
+        // only removes this process's page-table entries: the file's pages
+        // keep their contents (dirty state moves to the page cache), and any
+        // later access, including through a view or `Bytes` handed out
+        // earlier, maps the same contents again. So no byte any reader can
+        // see changes (invariant 2) and the mapping itself stays valid.
+        unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
         }
     }
 

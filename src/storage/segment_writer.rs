@@ -313,13 +313,6 @@ impl SegmentWriter {
         self.writer.mapping().len() - self.position
     }
 
-    /// Another handle on the segment's file (to sync it from elsewhere).
-    pub(crate) fn file_handle(&self) -> Result<File> {
-        self.file
-            .try_clone()
-            .map_err(|e| Error::io("dup segment file", self.segment.path(), e))
-    }
-
     /// Turns read-around on faults of the mapping on or off (see
     /// [`MapWriter::set_read_around`]).
     pub(crate) fn set_read_around(&self, on: bool) {
@@ -417,6 +410,10 @@ impl SegmentWriter {
     /// (for a clean close).
     pub(crate) fn sync_and_trim(&self) -> Result<()> {
         let path = self.segment.path();
+        // Unmapped first, the pages are written back without a TLB flush
+        // each (see `MappedFile::unmap_pages`); advice only, so a failure
+        // only costs those flushes.
+        let _ = self.writer.mapping().unmap_pages(0..self.position);
         self.writer.mapping().flush(0..self.position)?;
         self.file
             .set_len(self.position)
