@@ -431,6 +431,30 @@ mod tests {
         writer.write(4090, b"0123456789");
     }
 
+    /// Pre-faulting with read-around changes no byte: what the writer
+    /// wrote before stays, the rest reads as zeros, through the mapping
+    /// and in the file.
+    #[test]
+    fn populating_with_read_around_changes_no_byte() {
+        let len = 1 << 20;
+        let (dir, map) = mapped(len);
+        let mut writer = map.writer(len).unwrap();
+        writer.write(0, b"written before");
+        writer.freeze(14);
+        writer.set_read_around(true);
+        map.populate(0..len).unwrap();
+        writer.write(4096 * 3, b"written after");
+        writer.freeze(4096 * 3 + 13);
+        map.flush(0..len).unwrap();
+        let view = map.view(0..4096 * 3 + 13).unwrap();
+        assert_eq!(&view[..14], b"written before");
+        assert!(view[14..4096 * 3].iter().all(|&b| b == 0));
+        assert_eq!(&view[4096 * 3..], b"written after");
+        let file = std::fs::read(dir.path().join("f")).unwrap();
+        assert_eq!(&file[..4096 * 3 + 13], view);
+        assert!(file[4096 * 3 + 13..].iter().all(|&b| b == 0));
+    }
+
     #[test]
     fn populate_and_flush_accept_ranges_past_the_end() {
         let (_dir, map) = mapped(8192);
