@@ -419,15 +419,7 @@ mod tests {
     #[test]
     fn a_spare_is_prepared_only_once_the_last_has_left_its_name() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("map");
-        let file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        file.set_len(8192).unwrap();
+        let (file, path) = crate::storage::fs::scratch_file(dir.path(), "map", 8192);
         let map = MappedFile::map(&file, &path, 8192, 0).unwrap();
         let mut state = State {
             target: Some(map),

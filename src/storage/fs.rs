@@ -106,13 +106,7 @@ pub(crate) fn replace_file(
 ) -> Result<File> {
     let tmp = temp_path(path);
     let result = (|| {
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| Error::io("create file", &tmp, e))?;
+        let file = create_truncated(&tmp, "create file")?;
         fill(&file, &tmp)?;
         if durability == Durability::Synced {
             file.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
@@ -167,18 +161,28 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
+/// Opens `path` for reading and writing, creating it or emptying what it
+/// held; `op` names the step in the error.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the file cannot be opened or created.
+pub(crate) fn create_truncated(path: &Path, op: &'static str) -> Result<File> {
+    File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io(op, path, e))
+}
+
 /// A fresh read-write file `name` in `dir`, `len` bytes of zeros (sparse),
 /// for tests of code that maps files.
 #[cfg(test)]
 pub(crate) fn scratch_file(dir: &Path, name: &str, len: u64) -> (File, PathBuf) {
     let path = dir.join(name);
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .expect("creating a scratch file");
+    let file = create_truncated(&path, "create scratch file").expect("creating a scratch file");
     file.set_len(len).expect("sizing a scratch file");
     (file, path)
 }

@@ -16,7 +16,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::fs::preallocate;
+use super::fs::{create_truncated, preallocate};
 use super::layout::SPARE;
 use crate::error::{Error, Result};
 
@@ -40,13 +40,7 @@ impl Spare {
     /// is left behind then.
     pub(crate) fn prepare(dir: &Path, capacity_bytes: u64) -> Result<Spare> {
         let path = dir.join(format!("{SPARE}.tmp"));
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| Error::io("create spare segment", &path, e))?;
+        let file = create_truncated(&path, "create spare segment")?;
         // Owned from here, so a failure below removes the file.
         let spare = Spare {
             file: Some(file),
