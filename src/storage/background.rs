@@ -257,8 +257,13 @@ struct Worker {
 
 /// One piece of work.
 enum Work {
-    Populate(Arc<MappedFile>, u64, u64),
+    OnMap(MapWork),
     PrepareSpare(std::path::PathBuf, u64),
+}
+
+/// Work on the writer's mapping, outside the lock.
+enum MapWork {
+    Populate(Arc<MappedFile>, u64, u64),
     WriteBack(Arc<MappedFile>, u64, u64),
 }
 
@@ -274,7 +279,7 @@ fn next_work(state: &State, spares: Option<&(std::path::PathBuf, u64)>) -> Optio
     let wanted = state.wanted_to.min(populate_limit);
     if !state.unsupported && state.done_to < wanted {
         let end = wanted.min(state.done_to + CHUNK_BYTES);
-        return Some(Work::Populate(Arc::clone(map), state.done_to, end));
+        return Some(Work::OnMap(MapWork::Populate(Arc::clone(map), state.done_to, end)));
     }
     if let Some((dir, bytes)) = spares
         && match state.spare {
@@ -288,7 +293,11 @@ fn next_work(state: &State, spares: Option<&(std::path::PathBuf, u64)>) -> Optio
     let write_back = state.write_back_wanted_to.min(map.frozen_len());
     if state.written_back_to < write_back {
         let end = write_back.min(state.written_back_to + WRITE_BACK_CHUNK_BYTES);
-        return Some(Work::WriteBack(Arc::clone(map), state.written_back_to, end));
+        return Some(Work::OnMap(MapWork::WriteBack(
+            Arc::clone(map),
+            state.written_back_to,
+            end,
+        )));
     }
     None
 }
@@ -317,17 +326,16 @@ impl Task for Worker {
         if state.stop {
             return None;
         }
-        let work = next_work(&state, self.shared.spares.as_ref())?;
-        if let Work::PrepareSpare(dir, bytes) = work {
-            return self.prepare_spare(state, &dir, bytes);
-        }
+        let work = match next_work(&state, self.shared.spares.as_ref())? {
+            Work::OnMap(work) => work,
+            Work::PrepareSpare(dir, bytes) => return self.prepare_spare(state, &dir, bytes),
+        };
         state.busy_on = Some(match &work {
-            Work::Populate(map, ..) | Work::WriteBack(map, ..) => Arc::clone(map),
-            Work::PrepareSpare(..) => unreachable!("handled above"),
+            MapWork::Populate(map, ..) | MapWork::WriteBack(map, ..) => Arc::clone(map),
         });
         let mut allocation_failed = false;
         let outcome = parking_lot::MutexGuard::unlocked(&mut state, || match &work {
-            Work::Populate(map, start, end) => {
+            MapWork::Populate(map, start, end) => {
                 // Allocating here, ahead of the writer, keeps `fallocate` off
                 // the append path; the writer allocates itself only if this
                 // falls behind.
@@ -343,14 +351,13 @@ impl Task for Worker {
             }
             // A failed write-back start is harmless: the log's own syncs
             // write everything and report their failures.
-            Work::WriteBack(map, start, end) => map.start_write_back(*start..*end).is_ok(),
-            Work::PrepareSpare(..) => true,
+            MapWork::WriteBack(map, start, end) => map.start_write_back(*start..*end).is_ok(),
         });
         state.busy_on = None;
         let same_target =
             |state: &State, map: &Arc<MappedFile>| state.target.as_ref().is_some_and(|t| Arc::ptr_eq(t, map));
         match work {
-            Work::Populate(map, start, end) => {
+            MapWork::Populate(map, start, end) => {
                 if !outcome {
                     state.unsupported = true;
                 }
@@ -361,12 +368,11 @@ impl Task for Worker {
                     }
                 }
             }
-            Work::WriteBack(map, start, end) => {
+            MapWork::WriteBack(map, start, end) => {
                 if same_target(&state, &map) && state.written_back_to == start {
                     state.written_back_to = end;
                 }
             }
-            Work::PrepareSpare(..) => {}
         }
         self.finish_run(state)
     }
