@@ -22,6 +22,55 @@ pub struct Machine {
     /// Other processes' disk traffic just before the run, and just after.
     pub disk_before: String,
     pub disk_after: String,
+    /// Free page reporting at the start of the run (see [`PageReporting`]),
+    /// and the memory reported to the host during the run.
+    pub reporting: Option<PageReporting>,
+    pub reported_during: Option<u64>,
+}
+
+/// The guest kernel's free page reporting (`virtio_balloon`), when the
+/// machine is a VM that has it: free memory is handed back to the host,
+/// and the next first touch of each page of it costs a fault in the host
+/// as well. Every fresh page-cache page a log maps pays that, so a row that
+/// writes fresh logs is as fast as the memory the host gives back.
+pub struct PageReporting {
+    /// The smallest free block reported, as a power of two of pages.
+    pub order: String,
+    /// How long memory stays free before it is reported (0: at once).
+    pub min_free_ms: String,
+    /// KiB reported to the host since boot.
+    pub reported_kib: u64,
+}
+
+impl PageReporting {
+    const DIR: &str = "/sys/module/page_reporting/parameters";
+
+    /// The reporting settings and counter, or `None` without reporting.
+    pub fn probe() -> Option<PageReporting> {
+        let read = |name: &str| {
+            fs::read_to_string(Path::new(Self::DIR).join(name))
+                .ok()
+                .map(|s| s.trim().to_owned())
+        };
+        Some(PageReporting {
+            reported_kib: read("reported_kib")?.parse().ok()?,
+            order: read("page_reporting_order").unwrap_or_else(|| "unknown".to_owned()),
+            min_free_ms: read("min_free_ms").unwrap_or_else(|| "unknown".to_owned()),
+        })
+    }
+
+    /// One line for the machine section: the settings and what the run
+    /// gave back (`reported_during_kib`).
+    pub fn describe(&self, reported_during_kib: Option<u64>) -> String {
+        let during = reported_during_kib.map_or_else(
+            || "unknown".to_owned(),
+            |kib| format!("{:.1} GiB", kib as f64 / (1 << 20) as f64),
+        );
+        format!(
+            "on (order {}, min_free_ms {}); memory reported to the host during the run: {during}",
+            self.order, self.min_free_ms
+        )
+    }
 }
 
 impl Machine {
@@ -62,12 +111,18 @@ impl Machine {
             device: device.clone(),
             disk_before: disk_activity(device.as_deref()),
             disk_after: String::new(),
+            reporting: PageReporting::probe(),
+            reported_during: None,
         }
     }
 
     /// Records the load and the disk traffic after the run.
     pub fn finish(&mut self) {
         self.load_at_end = load_average();
+        // Before the 2 s of watching the disk, which is not the run.
+        let start = self.reporting.as_ref().map(|r| r.reported_kib);
+        let end = PageReporting::probe().map(|r| r.reported_kib);
+        self.reported_during = start.zip(end).map(|(start, end)| end.saturating_sub(start));
         self.disk_after = disk_activity(self.device.as_deref());
     }
 }

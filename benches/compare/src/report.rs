@@ -222,6 +222,15 @@ pub fn markdown(machine: &Machine, s: &Settings, base: &Path, rows: &[Row], elap
     let _ = writeln!(md, "## Machine\n");
     let _ = writeln!(md, "- CPU: {}, {} cores available", machine.cpu, machine.cores);
     let _ = writeln!(md, "- Memory: {}", machine.memory);
+    let reporting = machine.reporting.as_ref().map_or_else(
+        || "off (no page_reporting module)".to_owned(),
+        |r| r.describe(machine.reported_during),
+    );
+    let _ = writeln!(
+        md,
+        "- Free page reporting to the host: {reporting}. Memory reported is given back; touching it again \
+         costs a fault in the host, which every fresh page-cache page of a new log pays."
+    );
     let _ = writeln!(md, "- Kernel: {}", machine.kernel);
     let _ = writeln!(md, "- Stores under `{}`: {}", base.display(), machine.fs);
     let _ = writeln!(md, "- Toolchain: {}", machine.rustc);
