@@ -25,7 +25,7 @@ pub struct Machine {
     /// Free page reporting at the start of the run (see [`PageReporting`]),
     /// and the memory reported to the host during the run.
     pub reporting: Option<PageReporting>,
-    pub reported_during: Option<u64>,
+    pub reported_during_kib: Option<u64>,
 }
 
 /// The guest kernel's free page reporting (`virtio_balloon`), when the
@@ -112,7 +112,7 @@ impl Machine {
             disk_before: disk_activity(device.as_deref()),
             disk_after: String::new(),
             reporting: PageReporting::probe(),
-            reported_during: None,
+            reported_during_kib: None,
         }
     }
 
@@ -122,7 +122,7 @@ impl Machine {
         // Before the 2 s of watching the disk, which is not the run.
         let start = self.reporting.as_ref().map(|r| r.reported_kib);
         let end = PageReporting::probe().map(|r| r.reported_kib);
-        self.reported_during = start.zip(end).map(|(start, end)| end.saturating_sub(start));
+        self.reported_during_kib = start.zip(end).map(|(start, end)| end.saturating_sub(start));
         self.disk_after = disk_activity(self.device.as_deref());
     }
 }

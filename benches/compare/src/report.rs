@@ -224,7 +224,7 @@ pub fn markdown(machine: &Machine, s: &Settings, base: &Path, rows: &[Row], elap
     let _ = writeln!(md, "- Memory: {}", machine.memory);
     let reporting = machine.reporting.as_ref().map_or_else(
         || "off (no page_reporting module)".to_owned(),
-        |r| r.describe(machine.reported_during),
+        |r| r.describe(machine.reported_during_kib),
     );
     let _ = writeln!(
         md,

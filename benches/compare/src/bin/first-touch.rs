@@ -59,7 +59,7 @@ fn main() {
             (Some(before), Some(after)) => format!("{} MiB", after.saturating_sub(before) / 1024),
             _ => "unknown (no page_reporting module)".to_owned(),
         };
-        reported = reported_kib();
+        reported = now;
         println!("{label:<28} {gib} GiB at {rate:5.2} GB/s; reported to the host before and during: {given_back}");
     };
     round("first");
