@@ -365,11 +365,15 @@ impl MapWriter {
     /// Makes `[0, end)` visible and immutable. `end` never moves backwards.
     pub(crate) fn freeze(&mut self, end: u64) {
         assert!(end <= self.map.len(), "freeze to {end} past the mapping");
-        let previous = self.map.frozen.swap(end, Ordering::Release);
+        // This writer is the only one that stores `frozen` (invariant 3), so
+        // a plain load sees its own last store, and a plain store replaces
+        // a `swap` (a locked instruction on every append).
+        let previous = self.map.frozen.load(Ordering::Relaxed);
         assert!(
             previous <= end,
             "frozen prefix moved backwards from {previous} to {end}"
         );
+        self.map.frozen.store(end, Ordering::Release);
     }
 }
 

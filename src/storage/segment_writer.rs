@@ -386,9 +386,13 @@ impl SegmentWriter {
         let segment = &self.segment;
         self.builder
             .observe(segment.index(), segment.base_offset(), start, header);
-        segment
-            .max_timestamp_ms
-            .fetch_max(header.max_timestamp_ms, Ordering::AcqRel);
+        // Only the segment's writer raises it: a compare and a plain store
+        // instead of `fetch_max` (a locked compare-and-swap on every append).
+        if header.max_timestamp_ms > segment.max_timestamp_ms.load(Ordering::Relaxed) {
+            segment
+                .max_timestamp_ms
+                .store(header.max_timestamp_ms, Ordering::Release);
+        }
         segment.last_epoch.store(header.leader_epoch, Ordering::Release);
         segment.publish_end(end, header.next_offset());
         self.position = end;

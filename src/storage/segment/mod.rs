@@ -32,7 +32,8 @@ pub(crate) struct Segment {
     /// matching pair. Only grows: truncation makes a new `Segment` instead.
     end: AtomicU64,
     /// Largest visible record timestamp (`i64::MAX` when unknown because of
-    /// damage, so timestamp lookups still visit and report it).
+    /// damage, so timestamp lookups still visit and report it). Raised only
+    /// by the segment's one writer (`SegmentWriter::publish`).
     pub(super) max_timestamp_ms: AtomicI64,
     /// Leader epoch of the last visible batch.
     pub(super) last_epoch: AtomicU64,
