@@ -213,10 +213,11 @@ impl Log {
             options.prefault_bytes > 0 && recovered.writer.is_some(),
             dir,
             spare_bytes,
+            options.sync == SyncPolicy::Always,
         )?;
         let writer = recovered.writer.map(|active| Writer {
             active,
-            prefault: PrefaultWindow::new(options.prefault_bytes),
+            prefault: PrefaultWindow::new(options.prefault_bytes, options.sync),
             generation: recovered.generation,
             history_epoch: epochs.latest_epoch(),
         });

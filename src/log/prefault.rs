@@ -16,6 +16,11 @@
 //! with it on, pre-faulting 128 KiB for a log of ten records zero-filled
 //! 8 MiB of page cache and took 5.5 ms (opening 1,000 logs: 9.5 s, most of
 //! it in that zero-filling).
+//!
+//! Under `SyncPolicy::Always` read-around stays off, and the pre-fault task
+//! writes back the zeros it faulted in (see `storage::background`): a
+//! durable writer is slow enough for page-by-page pre-faulting, and its
+//! syncs are what pays for large folios and unwritten extents.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,21 +47,29 @@ pub(super) struct PrefaultWindow {
     requested_to: u64,
     bytes: u64,
     requested_at: Option<Instant>,
+    /// Faults read around from a window this large on (`u64::MAX`: never).
+    read_around_from_bytes: u64,
 }
 
 impl PrefaultWindow {
-    /// A window of the smallest size (or `max_bytes`, if smaller).
-    pub(super) fn new(max_bytes: u64) -> PrefaultWindow {
+    /// A window of the smallest size (or `max_bytes`, if smaller) for a
+    /// log under `sync`.
+    pub(super) fn new(max_bytes: u64, sync: SyncPolicy) -> PrefaultWindow {
         PrefaultWindow {
             requested_to: 0,
             bytes: WINDOW_MIN_BYTES.min(max_bytes),
             requested_at: None,
+            read_around_from_bytes: if sync == SyncPolicy::Always {
+                u64::MAX
+            } else {
+                READ_AROUND_FROM_BYTES
+            },
         }
     }
 
     /// Whether faults should read around, for a window this large.
     fn read_around(&self) -> bool {
-        self.bytes >= READ_AROUND_FROM_BYTES
+        self.bytes >= self.read_around_from_bytes
     }
 
     /// Whether the writer at `position` has used up half the window.

@@ -239,7 +239,9 @@ impl MappedFile {
     /// dirty page that is still mapped write-protects it first, with a TLB
     /// flush (an interrupt to every other core) per 4 KiB page; once they
     /// are unmapped, one flush covers the whole range. The caller passes
-    /// frozen bytes the writer has left behind.
+    /// frozen bytes the writer has left behind, or pages just pre-faulted
+    /// ahead of it (which it may be writing by then: its stores are kept,
+    /// see below).
     pub(crate) fn unmap_pages(&self, range: Range<u64>) -> std::io::Result<()> {
         let (start, len) = self.page_span(range);
         if len == 0 {
@@ -251,7 +253,10 @@ impl MappedFile {
         // keep their contents (dirty state moves to the page cache), and any
         // later access, including through a view or `Bytes` handed out
         // earlier, maps the same contents again. So no byte any reader can
-        // see changes (invariant 2) and the mapping itself stays valid.
+        // see changes (invariant 2) and the mapping itself stays valid. A
+        // store by the writer racing with it is kept too: the kernel moves
+        // a page-table entry's dirty bit to the page as it clears the
+        // entry, and a store after that faults the cached page back in.
         unsafe {
             self.map
                 .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
