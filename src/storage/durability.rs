@@ -7,6 +7,15 @@
 //! ran is covered by the next one, so N concurrent appenders share far fewer
 //! than N syncs.
 //!
+//! Two syncs may be in flight: a caller that arrives once a sync has
+//! started flushing (so is not covered by it) starts the next one at once
+//! instead of waiting for that flush to end, and the disk works while the
+//! callers of the first are woken and append again. Syncs publish their
+//! results in the order they started (see `sync_once` for why that is what
+//! makes it safe). 16 writers under `SyncPolicy::Always` on the 2-core VM:
+//! 52-71 k appends/s (median 58 k) against 47-64 k (50 k) with one sync at
+//! a time, six alternating pairs.
+//!
 //! Right after a sync completes, the first caller to come back would start
 //! the next sync with only its own append while the callers it woke are
 //! still on their way, and groups would alternate between one caller and
@@ -63,6 +72,8 @@ impl LogPosition {
 
 /// Longest a syncer waits for callers to gather before it flushes.
 const MAX_GATHER: Duration = Duration::from_micros(500);
+/// Most syncs in flight at once (see the module docs).
+const MAX_IN_FLIGHT: u64 = 2;
 /// How long a waiter sleeps before it looks again on its own (the
 /// notifications wake it far sooner).
 const RECHECK: Duration = Duration::from_secs(1);
@@ -77,6 +88,8 @@ struct State {
     last_group: u64,
     /// How long the last sync took.
     last_sync_time: Duration,
+    /// Syncs started so far (each one's number, from 1).
+    started: u64,
 }
 
 /// Shared durability state of one log.
@@ -86,9 +99,19 @@ pub(crate) struct GroupCommit {
     durable_offset: AtomicU64,
     /// Told of every advance of the durable point, under the state lock.
     listener: Option<Arc<dyn LogListener>>,
-    /// Whether a sync is in flight. Changed only under the state lock (so a
-    /// caller holding it sees a stable value), read without it by waiters.
-    syncing: AtomicBool,
+    /// Syncs in flight (at most [`MAX_IN_FLIGHT`]). Changed only under the
+    /// state lock (so a caller holding it sees a stable value), read
+    /// without it by waiters.
+    in_flight: AtomicU64,
+    /// Whether a syncer is gathering callers (its flush has not started):
+    /// a caller arriving now is covered by it, so it waits.
+    gathering: AtomicBool,
+    /// Callers numbered up to this (by arrival) are covered by a sync that
+    /// has started its flush.
+    flushing_covers: AtomicU64,
+    /// Syncs publish their result in the order they started: the number of
+    /// the last that did.
+    published: AtomicU64,
     /// Where callers sleep while another syncs: woken when a sync ends, the
     /// durable point moves, or the log is poisoned. Waking them all at once
     /// (a futex) matters: a condition variable handed the state lock from
@@ -113,8 +136,12 @@ impl GroupCommit {
                 arrivals_at_last_sync: 0,
                 last_group: 0,
                 last_sync_time: Duration::ZERO,
+                started: 0,
             }),
-            syncing: AtomicBool::new(false),
+            in_flight: AtomicU64::new(0),
+            gathering: AtomicBool::new(false),
+            flushing_covers: AtomicU64::new(0),
+            published: AtomicU64::new(0),
             done: Notifier::default(),
             poisoned: AtomicBool::new(false),
             arrivals: AtomicU64::new(0),
@@ -162,66 +189,111 @@ impl GroupCommit {
         truncations: u64,
         flush: impl Fn(LogPosition) -> Result<LogPosition>,
     ) -> Result<()> {
-        self.arrivals.fetch_add(1, Ordering::AcqRel);
+        let arrival = self.arrivals.fetch_add(1, Ordering::AcqRel) + 1;
         loop {
             let mut state = self.state.lock();
             self.check()?;
             if state.durable.offset >= target || self.truncations() != truncations {
                 return Ok(());
             }
-            if self.syncing.load(Ordering::SeqCst) {
+            if !self.may_start_sync(arrival) {
                 drop(state);
-                self.wait_for_sync_end(target, truncations);
+                self.wait_for_turn(target, truncations, arrival);
                 continue;
             }
-            self.set_syncing(&mut state, true);
-            let from = state.durable;
-            let gather_goal = state.arrivals_at_last_sync + state.last_group;
-            let gather_for = state.last_sync_time.min(MAX_GATHER);
-            let (result, started, took) = parking_lot::MutexGuard::unlocked(&mut state, || {
-                let started = self.gather(gather_goal, gather_for);
-                let clock = Instant::now();
-                (flush(from), started, clock.elapsed())
-            });
-            state.last_group = started - state.arrivals_at_last_sync;
-            state.arrivals_at_last_sync = started;
-            state.last_sync_time = took;
-            match result {
-                Ok(to) => {
-                    if to.offset >= state.durable.offset {
-                        self.set_durable(&mut state, to);
-                        self.notify_durable(to.offset);
-                    }
-                    self.set_syncing(&mut state, false);
-                }
-                Err(e) => {
-                    self.poisoned.store(true, Ordering::SeqCst);
-                    self.set_syncing(&mut state, false);
-                    return Err(e);
-                }
-            }
+            self.sync_once(&mut state, &flush)?;
         }
     }
 
-    /// Sleeps, without the state lock, until the sync in flight ended, the
-    /// durable point covers `target`, a truncation came, or the log was
-    /// poisoned.
-    fn wait_for_sync_end(&self, target: u64, truncations: u64) {
+    /// Whether the caller that arrived `arrival`-th may start a sync: none
+    /// is in flight, or one is flushing without covering it and there is
+    /// room for another.
+    fn may_start_sync(&self, arrival: u64) -> bool {
+        match self.in_flight.load(Ordering::SeqCst) {
+            0 => true,
+            n if n < MAX_IN_FLIGHT => {
+                !self.gathering.load(Ordering::SeqCst) && self.flushing_covers.load(Ordering::SeqCst) < arrival
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs one sync as its syncer: gathers callers, flushes, then waits
+    /// for the syncs started before it to publish and publishes its own
+    /// result. The caller holds the state lock, which this releases while
+    /// it gathers, flushes and waits.
+    ///
+    /// Publishing in order is what makes two syncs in flight safe. Each
+    /// flushes from the durable point it saw, so a later one also waits
+    /// for the write-back of the earlier one's pages; but a write-back
+    /// error is reported to one `msync` only, and if the earlier one took
+    /// it, the later one succeeds. It must then not publish a durable point
+    /// over the failed pages: it waits, finds the log poisoned, and fails.
+    fn sync_once(
+        &self,
+        state: &mut parking_lot::MutexGuard<'_, State>,
+        flush: &impl Fn(LogPosition) -> Result<LogPosition>,
+    ) -> Result<()> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.gathering.store(true, Ordering::SeqCst);
+        state.started += 1;
+        let number = state.started;
+        let from = state.durable;
+        let gather_goal = state.arrivals_at_last_sync + state.last_group;
+        let gather_for = state.last_sync_time.min(MAX_GATHER);
+        let started = parking_lot::MutexGuard::unlocked(state, || self.gather(gather_goal, gather_for));
+        state.last_group = started.saturating_sub(state.arrivals_at_last_sync);
+        state.arrivals_at_last_sync = state.arrivals_at_last_sync.max(started);
+        self.flushing_covers.fetch_max(started, Ordering::SeqCst);
+        self.gathering.store(false, Ordering::SeqCst);
+        if self.arrivals.load(Ordering::SeqCst) > started {
+            // Callers this sync does not cover are waiting: one may start
+            // the next sync beside this one.
+            self.done.notify();
+        }
+        let (result, took) = parking_lot::MutexGuard::unlocked(state, || {
+            let clock = Instant::now();
+            let result = flush(from);
+            let took = clock.elapsed();
+            // The syncs started before this one publish first.
+            while self.published.load(Ordering::SeqCst) + 1 != number {
+                self.done.wait_until(Instant::now() + RECHECK, || {
+                    self.published.load(Ordering::SeqCst) + 1 == number
+                });
+            }
+            (result, took)
+        });
+        state.last_sync_time = took;
+        let outcome = match (result, self.check()) {
+            (Ok(to), Ok(())) => {
+                if to.offset >= state.durable.offset {
+                    self.set_durable(state, to);
+                    self.notify_durable(to.offset);
+                }
+                Ok(())
+            }
+            (Ok(_), Err(poisoned)) => Err(poisoned),
+            (Err(e), _) => {
+                self.poisoned.store(true, Ordering::SeqCst);
+                Err(e)
+            }
+        };
+        self.published.store(number, Ordering::SeqCst);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.done.notify();
+        outcome
+    }
+
+    /// Sleeps, without the state lock, until the caller that arrived
+    /// `arrival`-th may start a sync, the durable point covers `target`, a
+    /// truncation came, or the log was poisoned.
+    fn wait_for_turn(&self, target: u64, truncations: u64, arrival: u64) {
         self.done.wait_until(Instant::now() + RECHECK, || {
-            !self.syncing.load(Ordering::SeqCst)
+            self.may_start_sync(arrival)
                 || self.durable_offset.load(Ordering::SeqCst) >= target
                 || self.truncations() != truncations
                 || self.is_poisoned()
         });
-    }
-
-    /// Marks a sync as started or ended; an end wakes the callers waiting
-    /// for it. Takes the state (unused) to prove the caller holds its lock.
-    fn set_syncing(&self, _locked: &mut State, syncing: bool) {
-        self.syncing.store(syncing, Ordering::SeqCst);
-        if !syncing {
-            self.done.notify();
-        }
     }
 
     /// Waits, yielding the CPU to the callers on their way, until `goal`
@@ -246,10 +318,10 @@ impl GroupCommit {
         self.truncations.fetch_add(1, Ordering::SeqCst);
         self.done.notify();
         let mut state = self.state.lock();
-        while self.syncing.load(Ordering::SeqCst) {
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
             drop(state);
             self.done
-                .wait_until(Instant::now() + RECHECK, || !self.syncing.load(Ordering::SeqCst));
+                .wait_until(Instant::now() + RECHECK, || self.in_flight.load(Ordering::SeqCst) == 0);
             state = self.state.lock();
         }
         self.set_durable(&mut state, durable);
@@ -364,9 +436,11 @@ mod tests {
 
     #[test]
     fn the_end_of_a_sync_wakes_every_waiter_at_once() {
-        // One caller syncs for 50 ms; seven more arrive meanwhile and sleep.
-        // They must be back well before `RECHECK`, the interval at which a
-        // waiter whose notification was lost would look again on its own.
+        // One caller syncs for 50 ms; seven more arrive meanwhile and sleep
+        // (one of them may start a second sync beside it, which publishes
+        // after the first). They must be back well before `RECHECK`, the
+        // interval at which a waiter whose notification was lost would
+        // look again on its own.
         let group = Arc::new(GroupCommit::new(at(0), None));
         let syncer = {
             let group = Arc::clone(&group);
@@ -377,14 +451,14 @@ mod tests {
                 })
             })
         };
-        while !group.syncing.load(Ordering::SeqCst) {
+        while group.in_flight.load(Ordering::SeqCst) == 0 {
             std::thread::yield_now();
         }
         let start = Instant::now();
         let waiters: Vec<_> = (2..=8)
             .map(|target| {
                 let group = Arc::clone(&group);
-                std::thread::spawn(move || group.wait_durable(target, 0, |_| panic!("covered by the first sync")))
+                std::thread::spawn(move || group.wait_durable(target, 0, |_| Ok(at(8))))
             })
             .collect();
         syncer.join().unwrap().unwrap();
@@ -396,6 +470,74 @@ mod tests {
             waited < RECHECK / 2,
             "waiters took {waited:?}: the end of the sync did not wake them"
         );
+    }
+
+    /// Starts a caller of `wait_durable(target)` whose flush runs `flush`,
+    /// once the sync in flight (if any) has finished gathering.
+    fn caller(
+        group: &Arc<GroupCommit>,
+        target: u64,
+        flush: impl Fn(LogPosition) -> Result<LogPosition> + Send + 'static,
+    ) -> std::thread::JoinHandle<Result<()>> {
+        while group.gathering.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let group = Arc::clone(group);
+        std::thread::spawn(move || group.wait_durable(target, 0, flush))
+    }
+
+    fn wait_for_in_flight(group: &GroupCommit, n: u64) {
+        while group.in_flight.load(Ordering::SeqCst) != n || group.gathering.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_caller_the_sync_in_flight_does_not_cover_starts_the_next_beside_it() {
+        let group = Arc::new(GroupCommit::new(at(0), None));
+        let overlapped = Arc::new(AtomicBool::new(false));
+        let first = caller(&group, 1, |_| {
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(at(1))
+        });
+        wait_for_in_flight(&group, 1);
+        let second = {
+            let overlapped = Arc::clone(&overlapped);
+            let group_seen = Arc::clone(&group);
+            caller(&group, 2, move |_| {
+                overlapped.store(group_seen.in_flight.load(Ordering::SeqCst) == 2, Ordering::SeqCst);
+                Ok(at(2))
+            })
+        };
+        first.join().unwrap().unwrap();
+        second.join().unwrap().unwrap();
+        assert!(
+            overlapped.load(Ordering::SeqCst),
+            "the second sync waited for the first"
+        );
+        assert_eq!(group.durable().offset, 2);
+    }
+
+    /// A later sync that succeeds while an earlier one fails (the earlier
+    /// `msync` took the write-back error of pages both cover) must not
+    /// publish a durable point over the failed pages.
+    #[test]
+    fn a_later_sync_never_publishes_over_an_earlier_failed_one() {
+        let group = Arc::new(GroupCommit::new(at(0), None));
+        let first = caller(&group, 1, |_| {
+            std::thread::sleep(Duration::from_millis(50));
+            Err(Error::io("msync", "x", std::io::Error::other("EIO")))
+        });
+        wait_for_in_flight(&group, 1);
+        let second = caller(&group, 2, |_| Ok(at(2)));
+        assert!(matches!(first.join().unwrap(), Err(Error::Io { .. })));
+        assert!(matches!(second.join().unwrap(), Err(Error::Poisoned)));
+        assert_eq!(
+            group.durable().offset,
+            0,
+            "the second sync published over the failed one"
+        );
+        assert_eq!(group.durable_offset(), 0);
     }
 
     #[test]
