@@ -60,6 +60,8 @@ struct State {
     allocation_failed: bool,
     stop: bool,
     unsupported: bool,
+    /// A run panicked (a bug): no more work.
+    broken: bool,
     /// Where the next segment's file stands.
     spare: SpareStage,
 }
@@ -95,6 +97,9 @@ struct Shared {
     spares: Option<(std::path::PathBuf, u64)>,
     /// Whether each populated chunk is settled (see the module docs).
     settle: bool,
+    /// Makes the next run on a mapping panic (a planted bug, for tests).
+    #[cfg(test)]
+    panic_next: std::sync::atomic::AtomicBool,
 }
 
 /// Handle on the pre-fault work of one log.
@@ -289,6 +294,9 @@ enum MapWork {
 /// The next piece of work: pre-faulting first (the writer is about to need
 /// it), then preparing a spare (the next roll will), then writing back.
 fn next_work(state: &State, spares: Option<&(std::path::PathBuf, u64)>) -> Option<Work> {
+    if state.broken {
+        return None;
+    }
     let map = state.target.as_ref()?;
     let populate_limit = if state.allocation_failed {
         map.allocated()
@@ -377,7 +385,11 @@ impl Task for Worker {
             MapWork::Populate(map, ..) | MapWork::WriteBack(map, ..) => Arc::clone(map),
         });
         let mut allocation_failed = false;
-        let outcome = parking_lot::MutexGuard::unlocked(&mut state, || match &work {
+        #[cfg(test)]
+        let planted_panic = self.shared.panic_next.swap(false, std::sync::atomic::Ordering::SeqCst);
+        let run = std::panic::AssertUnwindSafe(|| match &work {
+            #[cfg(test)]
+            _ if planted_panic => panic!("a bug in the pre-fault task (planted by a test)"),
             MapWork::Populate(map, start, end) => {
                 // Allocating here, ahead of the writer, keeps `fallocate` off
                 // the append path; the writer allocates itself only if this
@@ -400,7 +412,16 @@ impl Task for Worker {
             // write everything and report their failures.
             MapWork::WriteBack(map, start, end) => map.start_write_back(*start..*end).is_ok(),
         });
+        let outcome = parking_lot::MutexGuard::unlocked(&mut state, || std::panic::catch_unwind(run));
         state.busy_on = None;
+        let Ok(outcome) = outcome else {
+            // A bug: no more background work for this log (the writer
+            // faults and allocates itself), and nothing waiting on this run
+            // (`release`, a roll's `wait_released`) waits forever.
+            state.broken = true;
+            self.shared.changed.notify_all();
+            return None;
+        };
         let same_target =
             |state: &State, map: &Arc<MappedFile>| state.target.as_ref().is_some_and(|t| Arc::ptr_eq(t, map));
         match work {
@@ -436,13 +457,16 @@ impl Worker {
         bytes: u64,
     ) -> Option<Instant> {
         state.spare = SpareStage::Preparing;
-        let prepared = parking_lot::MutexGuard::unlocked(&mut state, || Spare::prepare(dir, bytes));
+        let prepare = std::panic::AssertUnwindSafe(|| Spare::prepare(dir, bytes));
+        let prepared = parking_lot::MutexGuard::unlocked(&mut state, || std::panic::catch_unwind(prepare));
+        // A panic (a bug) ends the background work, as in `run`.
+        state.broken |= prepared.is_err();
         // Closed meanwhile, or stopping: the spare is dropped, removing it.
         if let SpareStage::Preparing = state.spare {
             state.spare = match (prepared, state.stop) {
                 (_, true) => SpareStage::Closed,
-                (Ok(spare), false) => SpareStage::Ready(spare),
-                (Err(_), false) => SpareStage::Failed,
+                (Ok(Ok(spare)), false) => SpareStage::Ready(spare),
+                (Ok(Err(_)) | Err(_), false) => SpareStage::Failed,
             };
         }
         self.finish_run(state)
@@ -463,6 +487,48 @@ mod tests {
     fn prepares_spare(state: &State, dir: &std::path::Path) -> bool {
         let spares = (dir.to_path_buf(), 4096);
         matches!(next_work(state, Some(&spares)), Some(Work::PrepareSpare(..)))
+    }
+
+    /// A run that panics (a bug) must not leave `release` (called by a
+    /// roll and by close) waiting forever for the mapping it held.
+    #[test]
+    fn a_run_that_panics_ends_the_work_and_leaves_nothing_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = crate::storage::fs::scratch_file(dir.path(), "map", 1 << 20);
+        let map = MappedFile::map(&file, &path, 1 << 20, 0).unwrap();
+        let prefaulter = Arc::new(Prefaulter::start(true, dir.path(), None, false).unwrap());
+        // Never dropped: if the run's panic left the pool waiting on it, the
+        // drop's cancel would hang the failing test instead of letting it fail.
+        std::mem::forget(Arc::clone(&prefaulter));
+        prefaulter
+            .shared
+            .panic_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        prefaulter.switch_to(Some(Arc::clone(&map)), 0);
+        prefaulter.request(1 << 20, None);
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while !prefaulter.shared.state.lock().broken {
+            assert!(Instant::now() < deadline, "the planted panic never ran");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // On a thread of its own, so a `release` that never returns fails
+        // the wait below instead of hanging the test.
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, handle) = (Arc::clone(&released), Arc::clone(&prefaulter));
+        std::thread::spawn(move || {
+            handle.release();
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        while !released.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "release waited for the run that panicked");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        prefaulter.switch_to(Some(map), 0);
+        prefaulter.request(1 << 20, None);
+        assert!(
+            next_work(&prefaulter.shared.state.lock(), None).is_none(),
+            "work after the panic"
+        );
     }
 
     /// A spare is prepared when a roll asks, or once the writer is half

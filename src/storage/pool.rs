@@ -185,7 +185,13 @@ impl Pool {
                 continue;
             };
             state.running.insert(id, std::thread::current().id());
-            let next = parking_lot::MutexGuard::unlocked(&mut state, || task.run());
+            // A task that panics (a bug) is not run again until woken, and
+            // neither its thread nor a `cancel` waiting for it is lost with
+            // it: the pool would otherwise keep counting a dead thread and
+            // list the task as running forever, and the log's close would
+            // hang.
+            let run = std::panic::AssertUnwindSafe(|| task.run());
+            let next = parking_lot::MutexGuard::unlocked(&mut state, || std::panic::catch_unwind(run)).unwrap_or(None);
             state.running.remove(&id);
             if let Some(at) = next
                 && state.wake_of.get(&id).is_none_or(|&pending| at < pending)
@@ -307,6 +313,43 @@ mod tests {
         handle.wake_at(Instant::now() + Duration::from_millis(5));
         handle.wake_at(Instant::now() + Duration::from_secs(3600));
         wait_for("the early run", || counter.runs.load(Ordering::SeqCst) == 1);
+    }
+
+    /// Panics in every run.
+    struct Panics;
+
+    impl Task for Panics {
+        fn run(&self) -> Option<Instant> {
+            panic!("a bug in a background task (planted by a test)")
+        }
+    }
+
+    #[test]
+    fn a_task_that_panics_loses_no_thread_and_its_cancel_returns() {
+        let broken = Arc::new(TaskHandle::register(Arc::new(Panics), std::path::Path::new("test")).unwrap());
+        // Never dropped: if the pool lost track of the task, the drop's
+        // cancel would hang the failing test instead of letting it fail.
+        std::mem::forget(Arc::clone(&broken));
+        // More panics than the pool has threads: each would kill one.
+        for _ in 0..pool_threads() + 2 {
+            broken.wake();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let counter = Arc::new(Counter::default());
+        let handle = TaskHandle::register(counter.clone(), std::path::Path::new("test")).unwrap();
+        handle.wake();
+        wait_for("a run after the panics", || counter.runs.load(Ordering::SeqCst) == 1);
+        // On a thread of its own: a cancel that never returns fails the
+        // wait below instead of hanging the test.
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&cancelled);
+        std::thread::spawn(move || {
+            broken.cancel();
+            flag.store(true, Ordering::SeqCst);
+        });
+        wait_for("the cancel of the task that panicked", || {
+            cancelled.load(Ordering::SeqCst)
+        });
     }
 
     #[test]
