@@ -4,30 +4,17 @@
 //! (`storage::background`, "settling ahead"). That must happen, and must
 //! never change a byte the writer wrote.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::files::{segment_bases, segment_path};
+use common::records::{number_of, page_filler as value};
 use replog::{Log, Options, SyncPolicy};
 
+mod common;
+
 const BLOCK_BYTES: u64 = 4096;
-const VALUE_BYTES: usize = 256;
-
-fn value(i: u64) -> Vec<u8> {
-    let mut value = vec![(i % 251) as u8; VALUE_BYTES];
-    value[..8].copy_from_slice(&i.to_le_bytes());
-    value
-}
-
-fn segment_file(dir: &Path) -> PathBuf {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
-        .collect();
-    assert_eq!(segments.len(), 1, "one segment: {segments:?}");
-    segments.pop().unwrap()
-}
 
 /// The file's extents as (first block, last block, unwritten), from
 /// `filefrag -v` (e2fsprogs; FIEMAP); `None` where extents cannot be read
@@ -75,7 +62,9 @@ fn settles_ahead(sync: SyncPolicy, patience: Duration) -> Option<bool> {
     for i in 0..512 {
         log.append(value(i)).unwrap();
     }
-    let path = segment_file(dir.path());
+    let bases = segment_bases(dir.path());
+    assert_eq!(bases, [0], "one segment");
+    let path = segment_path(dir.path(), 0);
     extents(&path)?;
     // The data ends well inside the first MiB (zeros follow it).
     let mut head = vec![0u8; 1 << 20];
@@ -144,7 +133,7 @@ fn settling_ahead_changes_no_byte_the_writer_wrote() {
         let mut seen = vec![false; (threads * per_thread) as usize];
         for record in log.iter(0) {
             let record = record.unwrap();
-            let key = u64::from_le_bytes(record.value()[..8].try_into().unwrap());
+            let key = number_of(record.value());
             assert_eq!(
                 record.value().as_ref(),
                 value(key).as_slice(),

@@ -5,16 +5,12 @@
 
 use std::time::Duration;
 
+use common::records::page_filler as value;
 use replog::{Log, Options, SyncPolicy};
 
-const RECORDS: u64 = 64 * 1024;
-const VALUE_BYTES: usize = 256;
+mod common;
 
-fn value(i: u64) -> Vec<u8> {
-    let mut value = vec![(i % 251) as u8; VALUE_BYTES];
-    value[..8].copy_from_slice(&i.to_le_bytes());
-    value
-}
+const RECORDS: u64 = 64 * 1024;
 
 #[test]
 fn values_read_before_write_back_unmapped_their_pages_keep_their_bytes() {

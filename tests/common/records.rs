@@ -29,6 +29,20 @@ pub fn value_at(offset: u64) -> Vec<u8> {
     value
 }
 
+/// A 256-byte value whose first 8 bytes are `i` (little-endian) and whose
+/// other bytes are `i % 251`: for tests of whole pages of data, where each
+/// value must say which one it is wherever it landed ([`number_of`]).
+pub fn page_filler(i: u64) -> Vec<u8> {
+    let mut value = vec![(i % 251) as u8; 256];
+    value[..8].copy_from_slice(&i.to_le_bytes());
+    value
+}
+
+/// The number a [`page_filler`] value carries.
+pub fn number_of(value: &[u8]) -> u64 {
+    u64::from_le_bytes(value[..8].try_into().expect("a page_filler value"))
+}
+
 /// The key of `offset`: two offsets in three have one, from 11 different
 /// keys.
 pub fn key_at(offset: u64) -> Option<Vec<u8>> {
