@@ -10,8 +10,9 @@ use std::fmt;
 /// # Threading
 ///
 /// Each method runs synchronously on the thread that made the change, with
-/// one of the log's internal locks held, so calls of one kind arrive in the
-/// order the changes happened and never concurrently with each other:
+/// one of the log's internal locks held (all but `pre_sync`), so calls of
+/// one kind arrive in the order the changes happened and never
+/// concurrently with each other:
 ///
 /// | method | called by | lock held |
 /// |---|---|---|
@@ -20,6 +21,7 @@ use std::fmt;
 /// | `post_truncate` | the thread in `truncate` or `reset` | the writer lock |
 /// | `post_delete_segments` | the thread enforcing retention or `delete_before` (an appender, at a roll) | the writer lock |
 /// | `post_durable` | the thread whose sync completed (an appender, a caller of `sync`, or a background pool thread running an interval sync) | the durability lock |
+/// | `pre_sync` | the thread starting a sync (as for `post_durable`); two syncs may start at once, so two calls may overlap | none |
 ///
 /// A listener must return quickly and must not call back into the log's
 /// writing path (`append*`, `sync`, `truncate`, `reset`, `delete_before`,
@@ -39,6 +41,18 @@ pub trait LogListener: Send + Sync {
     /// Every offset below `durable_offset` now survives a crash.
     fn post_durable(&self, durable_offset: u64) {
         let _ = durable_offset;
+    }
+
+    /// A sync of the active segment is starting (for `sync`, an append
+    /// under `SyncPolicy::Always`, or an interval sync) that makes every
+    /// record below `next_offset` durable, and perhaps more: under
+    /// `SyncPolicy::Always`, the appends it serves are all in. Called
+    /// before the sync's write-back, so a listener may start work that
+    /// overlaps it (a leader answering its followers' fetches with the
+    /// records being synced, say). A seal's sync of a full segment is not
+    /// announced; `post_durable` reports every sync that completes.
+    fn pre_sync(&self, next_offset: u64) {
+        let _ = next_offset;
     }
 
     /// Every record at or after `offset` was removed (by `truncate`, or by

@@ -276,6 +276,9 @@ impl LogListener for Recorder {
             .unwrap()
             .push(format!("append {base_offset}..{next_offset}"));
     }
+    fn pre_sync(&self, next_offset: u64) {
+        self.0.lock().unwrap().push(format!("sync {next_offset}"));
+    }
     fn post_durable(&self, durable_offset: u64) {
         self.0.lock().unwrap().push(format!("durable {durable_offset}"));
     }
@@ -304,7 +307,8 @@ fn the_listener_hears_every_kind_of_change_in_order() {
     let start = log.delete_before(100).unwrap();
     let events = recorder.0.lock().unwrap().clone();
     assert_eq!(events[0], "append 0..2");
-    assert_eq!(events[1], "durable 2");
+    assert_eq!(events[1], "sync 2", "a sync is announced before it starts");
+    assert_eq!(events[2], "durable 2");
     assert!(events.iter().any(|e| e.starts_with("roll ")));
     assert!(events.contains(&"truncate 150".to_string()));
     assert_eq!(events.last().unwrap(), &format!("delete {start}"));

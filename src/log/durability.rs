@@ -154,6 +154,7 @@ impl Shared {
             0
         };
         let end = active.end();
+        self.options.notify(|listener| listener.pre_sync(end.next_offset));
         active.mapping()?.flush(start..end.end_position)?;
         Ok(LogPosition {
             offset: end.next_offset,

@@ -121,7 +121,15 @@ impl LogListener for Hook {
         }
     }
 
+    fn pre_sync(&self, next_offset: u64) {
+        self.waiters.sync_starting(next_offset);
+        if let Some(inner) = &self.inner {
+            inner.pre_sync(next_offset);
+        }
+    }
+
     fn post_truncate(&self, offset: u64) {
+        self.waiters.truncated(offset);
         if let Some(inner) = &self.inner {
             inner.post_truncate(offset);
         }
@@ -160,7 +168,7 @@ impl Replica {
     /// one of another log (never replaced by defaults, which could let the
     /// epoch or the high watermark go back).
     pub fn open(dir: impl AsRef<Path>, id: ReplicaId, options: ReplicaOptions) -> Result<Replica> {
-        let waiters = Arc::new(Waiters::default());
+        let waiters = Arc::new(Waiters::new(options.log.sync_value() == SyncPolicy::Always));
         let hook = Hook {
             waiters: Arc::clone(&waiters),
             inner: options.log.listener_handle(),

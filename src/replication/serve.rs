@@ -102,6 +102,16 @@ impl Replica {
     /// time) for something new to send: records past `fetch_offset`, a
     /// higher high watermark, or a role change. For transports that long-
     /// poll, so an idle follower neither spins nor lags.
+    ///
+    /// Under `SyncPolicy::Always` "records" means records a sync of the
+    /// leader's has started on: the leader gathers the appends of
+    /// concurrent producers into one sync, and a follower answered at the
+    /// first of them would fetch and sync it alone, then the rest. So a
+    /// follower whose new records are all still being gathered waits (at
+    /// most `max_wait`) for the sync that takes them, then fetches them
+    /// together and syncs them while the leader does. A higher high
+    /// watermark alone then does not end the wait either: it comes with
+    /// the records.
     pub fn handle_fetch_waiting(&self, request: &FetchRequest, max_wait: Duration) -> FetchResponse {
         let response = self.handle_fetch(request);
         let FetchResponse::Records {
@@ -112,17 +122,37 @@ impl Replica {
         else {
             return response;
         };
-        if !batches.is_empty() {
+        if !batches.is_empty() && self.records_to_send(request.fetch_offset) {
             return response;
         }
         let generation = self.role_generation.load(Ordering::SeqCst);
         let deadline = Instant::now() + max_wait;
         let changed = self.waiters.fetches.wait_until(deadline, || {
-            self.log().next_offset() > request.fetch_offset
-                || self.high_watermark() > high_watermark
+            self.records_to_send(request.fetch_offset)
+                || (self.high_watermark() > high_watermark && !self.records_gathering(request.fetch_offset))
                 || self.role_generation.load(Ordering::SeqCst) != generation
         });
-        if changed { self.handle_fetch(request) } else { response }
+        if changed || !batches.is_empty() {
+            self.handle_fetch(request)
+        } else {
+            response
+        }
+    }
+
+    /// Whether a long-poll from `fetch_offset` has records to send now
+    /// (see [`Replica::handle_fetch_waiting`]).
+    fn records_to_send(&self, fetch_offset: u64) -> bool {
+        let log = self.log();
+        if self.waiters.fetch_after_sync() {
+            self.waiters.syncing_below().max(log.durable_offset()) > fetch_offset
+        } else {
+            log.next_offset() > fetch_offset
+        }
+    }
+
+    /// Whether records past `fetch_offset` wait for a sync to start on them.
+    fn records_gathering(&self, fetch_offset: u64) -> bool {
+        self.log().next_offset() > fetch_offset && !self.records_to_send(fetch_offset)
     }
 
     /// Checks the follower's position against the leader's log.

@@ -283,3 +283,44 @@ fn a_follower_cut_inside_a_batch_is_sent_back_to_the_batch_start_uncounted() {
     catch_up(follower, leader);
     assert_eq!(batch_bytes(follower), batch_bytes(leader));
 }
+
+/// Under `SyncPolicy::Always` a long-poll waits for a sync of the leader's
+/// to start on new records, not for the records (see
+/// `Replica::handle_fetch_waiting`): the sync must wake it, long before
+/// its wait runs out.
+#[test]
+fn a_long_poll_under_sync_always_is_answered_when_the_leader_syncs_new_records() {
+    let (_dirs, replicas) = trio();
+    lead(&replicas, 1);
+    let (leader, follower) = (&replicas[0], &replicas[1]);
+    append_values(leader, &["a"]);
+    catch_up(follower, leader);
+    let request = follower.fetch_request(MAX_BYTES).unwrap();
+    let max_wait = Duration::from_secs(20);
+    let (response, waited) = std::thread::scope(|scope| {
+        let poll = scope.spawn(|| {
+            let start = std::time::Instant::now();
+            (leader.handle_fetch_waiting(&request, max_wait), start.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let both = [NewRecord::new(b"b"), NewRecord::new(b"c")];
+        leader.append(&both, replog::replication::Acks::Leader).unwrap();
+        poll.join().unwrap()
+    });
+    assert!(
+        waited < max_wait / 2,
+        "the long-poll slept {waited:?}: the sync did not wake it"
+    );
+    let FetchResponse::Records {
+        fetch_offset, batches, ..
+    } = &response
+    else {
+        panic!("expected records, got {response:?}");
+    };
+    assert_eq!(*fetch_offset, 1);
+    assert!(!batches.is_empty(), "woken with nothing to send");
+    assert!(matches!(
+        follower.apply(response).unwrap(),
+        Applied::Records { records: 2, .. }
+    ));
+}
