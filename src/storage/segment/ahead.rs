@@ -1,6 +1,7 @@
 //! Reading a segment in order: the next batch for a walking reader, with
 //! batches due for their first check checked a run at a time.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Segment;
@@ -28,7 +29,7 @@ impl Segment {
     /// checked in the same go (see [`Segment::check_ahead`]).
     #[inline]
     pub(crate) fn next_batch(
-        &self,
+        self: &Arc<Self>,
         position: u64,
         expected_base: u64,
         view: Option<&[u8]>,
@@ -49,7 +50,7 @@ impl Segment {
 
     /// [`Segment::batch_ahead`] through the mapping, for a caller without a view.
     fn batch_ahead_mapped(
-        &self,
+        self: &Arc<Self>,
         position: u64,
         expected_base: u64,
         end_position: u64,
@@ -66,7 +67,7 @@ impl Segment {
     /// with one atomic update for the whole run instead of one per batch.
     #[inline]
     fn batch_ahead(
-        &self,
+        self: &Arc<Self>,
         data: &[u8],
         position: u64,
         expected_base: u64,
@@ -74,7 +75,12 @@ impl Segment {
     ) -> Result<BatchHeader> {
         let due = position >= *checked_end
             && position < self.unchecked_end
-            && position >= self.checked_to.load(Ordering::Acquire);
+            && position >= self.checked_to.load(Ordering::Acquire)
+            && {
+                // A background checker may have checked it.
+                self.join_checked_ahead();
+                position >= self.checked_to.load(Ordering::Acquire)
+            };
         if !due {
             // What the segment knows to be good, the walker may step over
             // on its own too: batches written by this process (all of the
@@ -90,26 +96,27 @@ impl Segment {
         // The batch itself fails exactly as `batch_at` would make it fail.
         let header = self.batch_at(data, position, expected_base)?;
         let first_end = position + header.batch_len as u64;
-        let run_end = self.check_ahead(data, first_end, header.next_offset());
+        let (run_end, _) = self.check_run(data, first_end, header.next_offset(), CHECK_AHEAD_BYTES);
         // `batch_at` moved the bound past the first batch if it was at
         // `position`; the run joins it only if nothing moved it since.
         let _ = self
             .checked_to
             .compare_exchange(first_end, run_end, Ordering::AcqRel, Ordering::Relaxed);
+        self.join_checked_ahead();
         *checked_end = run_end;
+        self.start_checker(run_end, self.unchecked_end.min(data.len() as u64));
         Ok(header)
     }
 
     /// Checks (CRC and structure, as [`format::validate_batch`]) the
     /// batches of `data` from `position` (which must hold offset
-    /// `expected`) while they start less than [`CHECK_AHEAD_BYTES`] past
-    /// `position`, and returns where the intact ones end. Stops silently
-    /// at the first failure: a reader reports it when it gets there, from
-    /// its own check of that batch, exactly as without checking ahead.
-    fn check_ahead(&self, data: &[u8], mut position: u64, mut expected: u64) -> u64 {
-        let limit = (position + CHECK_AHEAD_BYTES)
-            .min(self.unchecked_end)
-            .min(data.len() as u64);
+    /// `expected`) while they start less than `bytes` past `position`, and
+    /// returns where the intact ones end and the offset expected there.
+    /// Stops silently at the first failure: a reader reports it when it
+    /// gets there, from its own check of that batch, exactly as without
+    /// checking ahead.
+    pub(super) fn check_run(&self, data: &[u8], mut position: u64, mut expected: u64, bytes: u64) -> (u64, u64) {
+        let limit = (position + bytes).min(self.unchecked_end).min(data.len() as u64);
         while position < limit {
             match format::validate_batch(&data[position as usize..], expected) {
                 Ok(header) => {
@@ -119,6 +126,6 @@ impl Segment {
                 Err(_) => break,
             }
         }
-        position
+        (position, expected)
     }
 }

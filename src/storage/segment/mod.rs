@@ -4,7 +4,7 @@
 //! segment is active, mapped on demand once it is sealed.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use crate::format::{self, BATCH_HEADER_BYTES, BatchHeader, RecordDecoder, SEGMEN
 use crate::record::Record;
 
 mod ahead;
+mod checker;
 
 /// One segment, shared by the writer and any number of readers.
 #[derive(Debug)]
@@ -46,6 +47,12 @@ pub(crate) struct Segment {
     /// (CRC and structure) by a reader since; it advances batch by batch,
     /// or a run of batches at a time (see `ahead::CHECK_AHEAD_BYTES`).
     checked_to: AtomicU64,
+    /// A run of unchecked batches `[start, end)` that a background checker
+    /// has checked ahead of the readers, not yet joined to `checked_to`
+    /// (see the `checker` module); empty when `start == end`.
+    checked_ahead: parking_lot::Mutex<(u64, u64)>,
+    /// Whether a background checker is running for this segment.
+    checker_running: AtomicBool,
     index_interval_bytes: u32,
     /// Loaded on first lookup for sealed segments; set at once for the active one.
     index: OnceLock<SparseIndex>,
@@ -84,6 +91,8 @@ impl Segment {
             last_epoch: AtomicU64::new(parts.last_epoch),
             unchecked_end: parts.unchecked_end,
             checked_to: AtomicU64::new(SEGMENT_HEADER_BYTES as u64),
+            checked_ahead: parking_lot::Mutex::new((0, 0)),
+            checker_running: AtomicBool::new(false),
             index_interval_bytes: parts.index_interval_bytes,
             index: parts.index.map_or_else(OnceLock::new, OnceLock::from),
             persist_index: parts.persist_index,
