@@ -15,7 +15,7 @@ use replog::codec::{SEGMENT_HEADER_BYTES, validate_batch};
 use replog::{Error, Log, Options};
 use tempfile::TempDir;
 
-use common::files::{segment_bases, segment_path};
+use common::files::{copy_files, segment_bases, segment_path};
 use common::records::{number_of, page_filler};
 
 /// About 12 MiB of one-record batches in one segment: many times the
@@ -56,17 +56,21 @@ fn batches(bytes: &[u8]) -> Vec<(usize, usize)> {
     found
 }
 
+/// A copy of `dir` with `damaged` written over its segment, and its log
+/// opened there (a new process's view: nothing checked yet).
+fn open_damaged(dir: &Path, damaged: &[u8]) -> (TempDir, Log) {
+    let copy = tempfile::tempdir().unwrap();
+    copy_files(dir, copy.path());
+    fs::write(segment_path(copy.path(), 0), damaged).unwrap();
+    let log = Log::open(copy.path(), options()).unwrap();
+    (copy, log)
+}
+
 /// Reads `dir`'s log from the start after writing `damaged` over its
 /// segment, and asserts that it yields exactly the records before
 /// `first_bad` and then `Error::Corrupt`.
 fn assert_stops_at(dir: &Path, damaged: &[u8], first_bad: u64, context: &str) {
-    let copy = tempfile::tempdir().unwrap();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
-    }
-    fs::write(segment_path(copy.path(), 0), damaged).unwrap();
-    let log = Log::open(copy.path(), options()).unwrap();
+    let (_copy, log) = open_damaged(dir, damaged);
     let mut read = 0;
     for item in log.iter(0) {
         match item {
@@ -147,13 +151,7 @@ fn a_reader_started_past_one_damage_meets_the_next() {
         damaged[position + len - 5] ^= 0x01;
     }
     assert_stops_at(dir.path(), &damaged, first, "two damaged batches");
-    let copy = tempfile::tempdir().unwrap();
-    for entry in fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
-    }
-    fs::write(segment_path(copy.path(), 0), &damaged).unwrap();
-    let log = Log::open(copy.path(), options()).unwrap();
+    let (_copy, log) = open_damaged(dir.path(), &damaged);
     let start = first + 1_000;
     let mut offset = start;
     for item in log.iter(start) {

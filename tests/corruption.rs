@@ -29,7 +29,7 @@ use replog::codec::{BATCH_HEADER_BYTES, SEGMENT_HEADER_BYTES, validate_batch};
 use replog::{Error, Log, NewRecord, Options, Record, RecoveryReport, SyncPolicy};
 use tempfile::TempDir;
 
-use common::files::{index_path, segment_bases, segment_path};
+use common::files::{copy_files, index_path, segment_bases, segment_path};
 use common::records::{self, TIMESTAMP_BASE, check_record, key_at, timestamp_at, value_at};
 use common::rng::{Rng, seed};
 
@@ -127,16 +127,6 @@ fn assert_appends_at(log: &Log, n: u64) {
 
 fn open(dir: &Path) -> replog::Result<Log> {
     Log::open(dir, options())
-}
-
-/// Copies the regular files of `from` (not the lock file) into `to`.
-fn copy_files(from: &Path, to: &Path) {
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() && entry.file_name() != "LOCK" {
-            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 fn copy_dir(from: &Path) -> TempDir {

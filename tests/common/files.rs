@@ -1,6 +1,7 @@
 //! The files of a log directory: `<base>.log` segments (the base offset in
 //! 20 digits) with their `<base>.index` and `<base>.timeindex` files.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The segment file of the segment based at `base`.
@@ -27,4 +28,14 @@ pub fn segment_bases(dir: &Path) -> Vec<u64> {
         .collect();
     bases.sort_unstable();
     bases
+}
+
+/// Copies the regular files of `from` (not the lock file) into `to`.
+pub fn copy_files(from: &Path, to: &Path) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() && entry.file_name() != "LOCK" {
+            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
 }

@@ -26,7 +26,7 @@ impl Segment {
     /// this segment starting below it were checked, by this reader if no
     /// other (start it at 0). When the batch at `position` is due for its
     /// check, the batches after it, up to [`CHECK_AHEAD_BYTES`] on, are
-    /// checked in the same go (see [`Segment::check_ahead`]).
+    /// checked in the same go (see [`Segment::check_run`]).
     #[inline]
     pub(crate) fn next_batch(
         self: &Arc<Self>,
